@@ -1,0 +1,58 @@
+# hpc-kmeans — `make` builds bin/kmeans; `make test`, `make bench`, `make DEBUG=1`.
+# On clusters override the toolchain:  make CC=mpicc HDF5_CFLAGS=... HDF5_LIBS=...
+CC       ?= mpicc
+ifeq ($(CC),cc)
+CC       := mpicc
+endif
+PYTHON   ?= /usr/bin/python3
+PREFIX   ?= /usr/local
+DEBUG    ?= 0
+
+HDF5_CFLAGS ?= $(shell pkg-config --cflags hdf5-openmpi 2>/dev/null)
+HDF5_LIBS   ?= $(shell pkg-config --libs hdf5-openmpi 2>/dev/null)
+
+ifeq ($(DEBUG),1)
+OPTFLAGS ?= -O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+else
+OPTFLAGS ?= -O3 -march=native
+endif
+CFLAGS  += -std=gnu11 -Wall -Wextra -fopenmp $(OPTFLAGS) -Iinclude $(HDF5_CFLAGS)
+LDLIBS  += $(HDF5_LIBS) -lm
+
+SRC  := $(wildcard src/*.c)
+OBJ  := $(SRC:src/%.c=build/%.o)
+LIB  := $(filter-out build/main.o,$(OBJ))
+UNIT := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/*.c))
+
+.PHONY: all test unit integration bench clean install
+all: bin/kmeans
+
+bin/kmeans: $(OBJ)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/%.o: src/%.c $(wildcard include/*.h) src/kernels_tmpl.h
+	@mkdir -p build
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p build/tests
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+unit: $(UNIT)
+	@for t in $(UNIT); do OMP_NUM_THREADS=2 ./$$t || exit 1; done
+
+integration: bin/kmeans
+	PYTHON=$(PYTHON) bash tests/integration/run.sh
+
+test: unit integration
+
+bench: bin/kmeans
+	$(PYTHON) scripts/bench.py
+
+install: bin/kmeans
+	install -d $(PREFIX)/bin
+	install -m 755 bin/kmeans $(PREFIX)/bin/kmeans
+
+clean:
+	rm -rf build bin

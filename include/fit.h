@@ -1,0 +1,14 @@
+/* fit.h — the Lloyd outer loop: assign (strategy) -> allreduce -> update ->
+ * empty clusters -> stop rules, with the per-iteration history and timers. */
+#ifndef KM_FIT_H
+#define KM_FIT_H
+#include <stdio.h>
+#include "comm.h"
+#include "kmeans.h"
+
+/* Collective. m->centroids holds the initial centroids on entry and the final
+ * ones on return; labels (blk->rows) and m->sizes are filled. progress: where
+ * rank 0 prints one line per iteration, or NULL. */
+int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
+           int32_t *labels, km_result *res, km_timers *tm, FILE *progress, km_error *err);
+#endif

@@ -1,0 +1,40 @@
+/* h5io.h — parallel HDF5 input and output: read this rank's block of rows,
+ * read given centroids, write the result file atomically. */
+#ifndef KM_H5IO_H
+#define KM_H5IO_H
+#include "comm.h"
+#include "kmeans.h"
+
+/* Silence HDF5's own error stacks: errors are reported as one line instead. */
+void km_h5io_init(void);
+
+/* Collective: open path:dset, check it is a 2-D float (or integer, converted)
+ * matrix, and read this rank's contiguous block of rows. */
+int km_read_block(const km_comm *c, const char *path, const char *dset, km_block *blk,
+                  km_error *err);
+void km_block_free(km_block *blk);
+
+/* Collective: read a K x d centroid matrix from a small file (every rank reads
+ * it). *k = 0 on entry accepts any K; otherwise the row count must equal *k. */
+int km_read_centroids(const km_comm *c, const char *path, const char *dset, int d, int *k,
+                      double **out, km_error *err);
+
+/* Local check that path can be created (directory exists and is writable). */
+int km_check_output_path(const char *path, km_error *err);
+
+typedef struct {
+    const km_options *opt;
+    const km_block *blk;
+    const km_model *model;
+    const int32_t *labels;    /* this rank's blk->rows labels */
+    const km_result *res;
+    km_timers *timers;        /* this rank's phases; the write phase and the
+                                 min/mean/max over ranks are filled in here */
+    double write_start;       /* km_now() when the write phase began */
+    int ranks, threads;
+} km_output;
+
+/* Collective: write the result to path.tmp-<pid>, then rename it to path. On
+ * failure nothing is left at either name. */
+int km_write_result(const km_comm *c, const char *path, const km_output *o, km_error *err);
+#endif

@@ -1,0 +1,14 @@
+/* init.h — initial centroids: first, random, rows:, file, k-means++. The
+ * choice depends only on the data, the options and the seed. */
+#ifndef KM_INIT_H
+#define KM_INIT_H
+#include "comm.h"
+#include "kmeans.h"
+
+/* Collective: fill centroids (k x d) from opt->init. */
+int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
+                      double *centroids, km_error *err);
+/* Collective: out (m x d) = the global rows rows[0..m) (every rank gets them). */
+void km_fetch_rows(const km_comm *c, const km_block *blk, const int64_t *rows, int m,
+                   double *out);
+#endif

@@ -1,0 +1,90 @@
+/* kernels.h — the numerical kernels: distances + argmin + per-cluster partial
+ * sums over a block of rows, and the helpers init/update need. Plain functions
+ * over pointers and sizes (OpenMP inside, no MPI, no HDF5), so they are
+ * unit-tested alone against the naive reference kernel. */
+#ifndef KM_KERNELS_H
+#define KM_KERNELS_H
+#include <stdint.h>
+#include "kmeans.h"
+
+/* Per-iteration accumulator layout, one contiguous double buffer so that a
+ * single MPI_Allreduce(SUM) combines it: k x d sums, k counts (exact integers
+ * in double), inertia, labels changed. */
+static inline size_t km_acc_len(int k, int d) { return (size_t)k * d + k + 2; }
+static inline double *km_acc_counts(double *acc, int k, int d) { return acc + (size_t)k * d; }
+static inline size_t km_acc_inertia(int k, int d) { return (size_t)k * d + k; }
+static inline size_t km_acc_changed(int k, int d) { return (size_t)k * d + k + 1; }
+
+/* Centroids prepared for the fast kernel: copied to the data precision and laid
+ * out in panels of km_panel_width() centroids (d x width each), padded to kp. */
+typedef struct {
+    int k, d, kp;
+    km_precision prec;
+    void *panels;          /* kp x d values, panel-major, 64-byte aligned */
+    double *cnorm;         /* kp: ||c||^2 of the rounded centroids; +inf on padding */
+    const double *c64;     /* k x d float64 centroids (not owned): exact distances */
+    double cmax;           /* max ||c|| */
+} km_centers;
+
+int km_panel_width(km_precision prec);
+int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *err);
+void km_centers_load(km_centers *kc, const double *c64);
+void km_centers_free(km_centers *kc);
+
+/* Scratch space for one thread's calls of km_assign_block (no allocation in
+ * the hot loop). */
+typedef struct km_workspace km_workspace;
+km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows);
+void km_workspace_free(km_workspace *ws);
+/* Rows per kernel block that keep a block's rows and scores in L2. */
+int64_t km_default_block_rows(int d, int k, km_precision prec);
+
+/* Assign rows [0, rows) of x (row-major, rows <= block_rows of ws) to their
+ * nearest centroid (ties: lowest index), update labels, and add sums, counts,
+ * inertia (float64, direct form) and the number of changed labels to acc. */
+void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
+                     int32_t *labels, double *acc, km_workspace *ws);
+
+/* Threads of one rank: a workspace and an accumulator (km_acc_len doubles)
+ * per OpenMP thread, allocated once per run. */
+typedef struct km_threads km_threads;
+km_threads *km_threads_new(const km_centers *kc, int64_t block_rows);
+void km_threads_free(km_threads *th);
+int km_threads_count(const km_threads *th);
+/* Assign a chunk of rows, split into blocks of block_rows shared among the
+ * threads; each thread adds into its own accumulator. */
+void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                     km_threads *th);
+/* acc = sum of the thread accumulators (in thread order); zero them again. */
+void km_threads_reduce(km_threads *th, double *acc);
+
+/* The reference: exact direct-form float64 distances to every centroid. Same
+ * contract as km_assign_block; used by tests. */
+void km_assign_naive(const double *c64, int k, int d, km_precision prec, const void *x,
+                     int64_t rows, int32_t *labels, double *acc);
+
+/* ||x_i - c||^2 in float64, summed in the fixed order j = 0..d-1. */
+double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c);
+
+/* out[i] = min(out[i], ||x_i - c||^2) for all rows (init = 1: out[i] = dist). */
+void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
+                        const double *c, double *out, int init);
+
+/* For each of m candidate centres: sum over rows of q(min(D_i, ||x_i - cand||^2))
+ * where q(v) = floor(v * qscale), exactly (integers), so the result does not
+ * depend on how rows are split among ranks or threads. */
+void km_pp_potentials(const void *x, int64_t rows, int d, km_precision prec, const double *D,
+                      const double *cand, int m, double qscale, unsigned __int128 *pot);
+
+/* The m rows farthest from their assigned centroid, by (distance desc, local
+ * row asc); fills dist[m], row[m] (row -1 where fewer rows exist). */
+void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const double *c64,
+                 const int32_t *labels, int m, double *dist, int64_t *row);
+
+/* Index of the first row with a NaN or Inf (column in *col), or -1. */
+int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec, int *col);
+
+/* out[j] += sum_i (x_ij - center_j)^2, or sum_i x_ij when center is NULL. */
+void km_column_moments(const void *x, int64_t rows, int d, km_precision prec,
+                       const double *center, double *out);
+#endif

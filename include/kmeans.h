@@ -1,0 +1,120 @@
+/* kmeans.h — the public types shared by every module of hpc-kmeans.
+ * Options, the local row block, the model (centroids), per-iteration history,
+ * and the error convention: functions return 0 or a negative km_code and fill
+ * a km_error; only main.c turns an error into an exit status. */
+#ifndef KMEANS_H
+#define KMEANS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KM_VERSION "0.1.0"
+
+/* Error codes (negative) and the exit status each maps to (documented in --help). */
+typedef enum {
+    KM_OK = 0,
+    KM_ERR_USAGE = -2,    /* bad option or option value          -> exit 2 */
+    KM_ERR_INPUT = -3,    /* input file, dataset or data content  -> exit 3 */
+    KM_ERR_OUTPUT = -4,   /* output path cannot be written        -> exit 4 */
+    KM_ERR_MEMORY = -5,   /* allocation failed                    -> exit 5 */
+    KM_ERR_INTERNAL = -6  /* MPI/HDF5 failure or a bug            -> exit 6 */
+} km_code;
+
+typedef struct {
+    int code;       /* 0 or a km_code */
+    char msg[512];  /* one line, no trailing newline */
+} km_error;
+
+/* Record an error and return its code, so callers can `return km_fail(...)`. */
+int km_fail(km_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int km_exit_status(int code);
+
+typedef enum { KM_F32 = 0, KM_F64 = 1 } km_precision;
+
+typedef enum {
+    KM_INIT_KMEANSPP = 0,
+    KM_INIT_FIRST,
+    KM_INIT_RANDOM,
+    KM_INIT_ROWS,
+    KM_INIT_FILE
+} km_init_kind;
+
+typedef struct {
+    char input[4096];
+    char dataset[1024];
+    char output[4096];        /* empty: results/<input-name>-k<K>.h5 */
+    int k;                    /* 0: not given (taken from --init rows/file) */
+    int max_iter;
+    double tol;
+    uint64_t seed;
+    km_init_kind init;
+    char init_spec[4096];     /* the --init argument as given */
+    int64_t *init_rows;       /* KM_INIT_ROWS: global row indices (owned) */
+    int n_init_rows;
+    char init_file[4096];     /* KM_INIT_FILE */
+    char init_dataset[1024];
+    int64_t chunk_rows;       /* rows per chunk of the iteration; 0 = auto */
+    int quiet;
+    char summary_json[4096];  /* append one JSON line per run; empty = none */
+} km_options;
+
+/* The rows this rank owns: rows [first, first+rows) of the n x d dataset. */
+typedef struct {
+    int64_t n;
+    int d;
+    int64_t first;
+    int64_t rows;
+    km_precision prec;
+    void *data;               /* rows x d, row-major, float or double */
+    char dtype_note[128];     /* e.g. "float32", "int64 converted to float64" */
+} km_block;
+
+/* Centroids in float64 (the master copy; kernels get a prepared copy). */
+typedef struct {
+    int k;
+    int d;
+    double *centroids;        /* k x d */
+    int64_t *sizes;           /* k */
+} km_model;
+
+typedef struct {
+    int len, cap;
+    double *inertia;          /* inertia of the assignment made this iteration */
+    double *shift;            /* sum of squared centroid moves / mean feature variance */
+    int64_t *changed;         /* labels changed this iteration */
+    int32_t *empty;           /* clusters re-seeded this iteration */
+    double *seconds;          /* wall time of the iteration (rank 0) */
+} km_history;
+
+/* Timed phases, in the order reports print them. */
+enum { KM_T_READ, KM_T_INIT, KM_T_ASSIGN, KM_T_UPDATE, KM_T_ALLREDUCE, KM_T_WRITE, KM_T_COUNT };
+extern const char *const km_phase_names[KM_T_COUNT];
+
+typedef struct {
+    double t[KM_T_COUNT];                    /* this rank's seconds per phase */
+    double min[KM_T_COUNT], mean[KM_T_COUNT], max[KM_T_COUNT]; /* over ranks */
+} km_timers;
+
+typedef enum {
+    KM_STOP_NONE = 0,
+    KM_STOP_NO_CHANGE,        /* no label changed in the last iteration */
+    KM_STOP_TOL,              /* centroid shift <= tol */
+    KM_STOP_MAX_ITER
+} km_stop_reason;
+const char *km_stop_name(km_stop_reason r);
+
+typedef struct {
+    int iterations;
+    km_stop_reason stop;
+    double inertia;
+    double mean_variance;     /* mean per-feature variance of the data (tol scale) */
+    km_history hist;
+} km_result;
+
+double km_now(void);          /* monotonic wall clock, seconds */
+int km_history_push(km_history *h, double inertia, double shift, int64_t changed,
+                    int32_t empty, double seconds, km_error *err);
+void km_history_free(km_history *h);
+
+#endif

@@ -1,0 +1,223 @@
+/* fit.c — the iteration loop shared by every strategy. One allreduce per
+ * iteration carries sums, counts, inertia, changed labels and an error flag;
+ * every rank then derives the same new centroids. Stopping follows
+ * scikit-learn's Lloyd: no label changed (that pass counts as an iteration),
+ * or shift <= tol; when stopping by tol or --max-iter a final assignment makes
+ * the labels, sizes and inertia those of the returned centroids. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fit.h"
+#include "init.h"
+#include "kernels.h"
+#include "lloyd.h"
+#include "report.h"
+#include "source.h"
+
+#define KM_CHUNK_BYTES (8u << 20)
+
+typedef struct {
+    const km_comm *c;
+    const km_block *blk;
+    km_centers kc;
+    km_threads *th;
+    km_source src;
+    double *acc;       /* km_acc_len + 1 (error flag) */
+    size_t acc_len;
+    double *old;       /* centroids the current labels refer to */
+} fit_state;
+
+/* Mean over features of the population variance (scikit-learn's tol scale). */
+static double mean_variance(const km_comm *c, const km_block *blk)
+{
+    const int d = blk->d;
+    double *s = calloc(2 * (size_t)d, sizeof(double)), mv = 0;
+    if (!s)
+        return 1.0;
+    km_column_moments(blk->data, blk->rows, d, blk->prec, NULL, s);
+    km_comm_sum(c, s, (size_t)d);
+    for (int j = 0; j < d; j++)
+        s[j] /= (double)blk->n;
+    km_column_moments(blk->data, blk->rows, d, blk->prec, s, s + d);
+    km_comm_sum(c, s + d, (size_t)d);
+    for (int j = 0; j < d; j++)
+        mv += s[d + j] / (double)blk->n;
+    free(s);
+    return mv / d;
+}
+
+/* Assignment pass + the iteration's allreduce; returns the agreed error. */
+static int assign_reduce(fit_state *st, const double *centroids, int32_t *labels, km_timers *tm,
+                         km_error *err)
+{
+    double t0 = km_now();
+    km_centers_load(&st->kc, centroids);
+    int rc = km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->acc, err);
+    st->acc[st->acc_len] = rc ? 1.0 : 0.0;
+    double t1 = km_now();
+    km_comm_sum(st->c, st->acc, st->acc_len + 1);
+    tm->t[KM_T_ASSIGN] += t1 - t0;
+    tm->t[KM_T_ALLREDUCE] += km_now() - t1;
+    if (st->acc[st->acc_len] > 0)
+        return km_comm_agree(st->c, err);
+    return 0;
+}
+
+/* Re-seed the empty clusters with the points farthest from their centroid
+ * (ties: lowest global row), the same choice on every rank. */
+static int reseed_empty(fit_state *st, const int32_t *labels, double *centroids, int empty,
+                        km_error *err)
+{
+    const km_block *blk = st->blk;
+    const int d = blk->d, k = st->kc.k, P = st->c->size;
+    double *dist = malloc(sizeof(double) * (size_t)empty);
+    int64_t *row = malloc(sizeof(int64_t) * (size_t)empty);
+    double *alld = malloc(sizeof(double) * (size_t)empty * P);
+    uint64_t *allr = malloc(sizeof(uint64_t) * (size_t)empty * P);
+    double *pts = malloc(sizeof(double) * (size_t)empty * d);
+    if (!dist || !row || !alld || !allr || !pts)
+        km_fail(err, KM_ERR_MEMORY, "out of memory re-seeding %d empty clusters", empty);
+    if (!km_comm_agree(st->c, err)) {
+        km_farthest(blk->data, blk->rows, d, blk->prec, st->old, labels, empty, dist, row);
+        for (int t = 0; t < empty; t++)
+            row[t] = row[t] >= 0 ? blk->first + row[t] : -1;
+        km_comm_allgather_f64(st->c, dist, empty, alld);
+        km_comm_allgather_u64(st->c, (const uint64_t *)row, empty, allr);
+        for (int t = 0; t < empty; t++) {   /* global top `empty`, same order everywhere */
+            int b = -1;
+            for (int i = 0; i < empty * P; i++) {
+                int64_t r = (int64_t)allr[i];
+                if (r < 0)
+                    continue;
+                if (b < 0 || alld[i] > alld[b] || (alld[i] == alld[b] && r < (int64_t)allr[b]))
+                    b = i;
+            }
+            row[t] = b < 0 ? -1 : (int64_t)allr[b];
+            if (b >= 0)
+                allr[b] = (uint64_t)-1;
+        }
+        km_fetch_rows(st->c, blk, row, empty, pts);
+        const double *counts = km_acc_counts(st->acc, k, d);
+        for (int c = 0, t = 0; c < k; c++)
+            if (counts[c] == 0 && row[t] >= 0)
+                memcpy(centroids + (size_t)c * d, pts + (size_t)(t++) * d, sizeof(double) * d);
+    }
+    free(dist);
+    free(row);
+    free(alld);
+    free(allr);
+    free(pts);
+    return err->code;
+}
+
+/* New centroids = sums / counts; empty clusters keep their place until
+ * re-seeded. Returns the number of empty clusters. */
+static int update_centroids(fit_state *st, double *centroids)
+{
+    const int k = st->kc.k, d = st->blk->d;
+    const double *counts = km_acc_counts(st->acc, k, d);
+    int empty = 0;
+    for (int c = 0; c < k; c++) {
+        if (counts[c] == 0) {
+            empty++;
+            continue;
+        }
+        for (int j = 0; j < d; j++)
+            centroids[(size_t)c * d + j] = st->acc[(size_t)c * d + j] / counts[c];
+    }
+    return empty;
+}
+
+static double centroid_shift(const double *a, const double *b, size_t len)
+{
+    double s = 0;
+    for (size_t i = 0; i < len; i++)
+        s += (a[i] - b[i]) * (a[i] - b[i]);
+    return s;
+}
+
+static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
+                     const km_block *blk, int k, km_error *err)
+{
+    memset(st, 0, sizeof *st);
+    st->c = c;
+    st->blk = blk;
+    int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
+                                         : km_default_block_rows(blk->d, k, blk->prec);
+    if (!km_centers_init(&st->kc, k, blk->d, blk->prec, err)) {
+        st->acc_len = km_acc_len(k, blk->d);
+        st->acc = malloc(sizeof(double) * (st->acc_len + 1));
+        st->old = malloc(sizeof(double) * (size_t)k * blk->d);
+        st->th = km_threads_new(&st->kc, block_rows);
+        if (!st->acc || !st->old || !st->th)
+            km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
+                    "k=%d x d=%d per thread", c->rank, k, blk->d);
+    }
+    km_source_memory(&st->src, blk, block_rows, KM_CHUNK_BYTES);
+    return km_comm_agree(c, err);
+}
+
+static void fit_teardown(fit_state *st)
+{
+    km_centers_free(&st->kc);
+    km_threads_free(st->th);
+    free(st->acc);
+    free(st->old);
+}
+
+static km_stop_reason stop_rule(const km_options *opt, int iter, int64_t changed, int empty,
+                                double shift)
+{
+    if (changed == 0 && empty == 0)
+        return KM_STOP_NO_CHANGE;
+    if (shift <= opt->tol)
+        return KM_STOP_TOL;
+    return iter >= opt->max_iter ? KM_STOP_MAX_ITER : KM_STOP_NONE;
+}
+
+int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
+           int32_t *labels, km_result *res, km_timers *tm, FILE *progress, km_error *err)
+{
+    fit_state st;
+    const int k = m->k, d = m->d;
+    if (fit_setup(&st, c, opt, blk, k, err)) {
+        fit_teardown(&st);
+        return err->code;
+    }
+    for (int64_t i = 0; i < blk->rows; i++)
+        labels[i] = -1;
+    res->mean_variance = mean_variance(c, blk);
+    const double scale = res->mean_variance > 0 ? res->mean_variance : 1.0;
+    for (int iter = 1; res->stop == KM_STOP_NONE; iter++) {
+        double t0 = km_now();
+        memcpy(st.old, m->centroids, sizeof(double) * (size_t)k * d);
+        if (assign_reduce(&st, st.old, labels, tm, err))
+            break;
+        double tu = km_now();
+        int empty = update_centroids(&st, m->centroids);
+        if (empty && reseed_empty(&st, labels, m->centroids, empty, err))
+            break;
+        double shift = centroid_shift(m->centroids, st.old, (size_t)k * d) / scale;
+        tm->t[KM_T_UPDATE] += km_now() - tu;
+        const double inertia = st.acc[km_acc_inertia(k, d)];
+        const int64_t changed = (int64_t)st.acc[km_acc_changed(k, d)];
+        if (km_history_push(&res->hist, inertia, shift, changed, empty, km_now() - t0, err))
+            break;   /* a local failure every rank meets the same way */
+        if (progress)
+            km_report_iteration(progress, iter, inertia, shift, changed, empty, km_now() - t0);
+        res->iterations = iter;
+        res->inertia = inertia;
+        res->stop = stop_rule(opt, iter, changed, empty, shift);
+        if ((res->stop == KM_STOP_TOL || res->stop == KM_STOP_MAX_ITER)
+            && assign_reduce(&st, m->centroids, labels, tm, err))
+            break;   /* final E-step: labels of the returned centroids */
+        res->inertia = st.acc[km_acc_inertia(k, d)];
+    }
+    if (!err->code) {
+        const double *counts = km_acc_counts(st.acc, k, d);
+        for (int c2 = 0; c2 < k; c2++)
+            m->sizes[c2] = (int64_t)counts[c2];
+    }
+    fit_teardown(&st);
+    return err->code;
+}

@@ -1,0 +1,18 @@
+/* lloyd.c — Lloyd's assignment pass: every row against every centroid, chunk
+ * by chunk from the source, threads inside each chunk (kernels.c). */
+#include "lloyd.h"
+
+int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_threads *th,
+                  double *acc, km_error *err)
+{
+    for (int64_t first = 0; first < src->rows; first += src->chunk_rows) {
+        const int64_t n = src->rows - first < src->chunk_rows ? src->rows - first
+                                                              : src->chunk_rows;
+        const void *x;
+        if (src->get(src, first, n, &x, err))
+            return err->code;
+        km_assign_chunk(kc, x, n, labels + first, th);
+    }
+    km_threads_reduce(th, acc);
+    return 0;
+}

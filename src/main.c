@@ -1,0 +1,177 @@
+/* main.c — the driver: parse options, read this rank's rows, check them,
+ * choose initial centroids, iterate, write the result, report. Errors travel
+ * up as codes agreed by every rank; this file prints them once (rank 0) and
+ * turns them into the exit status documented in --help. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <omp.h>
+#include "comm.h"
+#include "fit.h"
+#include "h5io.h"
+#include "init.h"
+#include "kernels.h"
+#include "options.h"
+#include "report.h"
+
+typedef struct {
+    km_block blk;
+    km_model model;
+    int32_t *labels;
+    km_result res;
+    km_timers tm;
+    char output[4200];
+    int threads;
+} km_run;
+
+/* NaN/Inf anywhere: refuse, naming the first bad row (global) and column. */
+static int check_finite(const km_comm *c, const km_options *opt, const km_block *blk,
+                        km_error *err)
+{
+    int col = 0;
+    int64_t bad = km_find_nonfinite(blk->data, blk->rows, blk->d, blk->prec, &col);
+    int64_t global = bad >= 0 ? blk->first + bad : INT64_MAX;
+    int64_t first = -km_comm_max_i64(c, -global);
+    if (bad >= 0 && global == first)
+        km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s': row %lld, column %d is NaN or Inf "
+                "(rows and columns count from 0); clean or impute the data first",
+                opt->dataset, opt->input, (long long)global, col);
+    return km_comm_agree(c, err);
+}
+
+static int check_k(const km_options *opt, const km_block *blk, int k, km_error *err)
+{
+    if (k > blk->n)
+        return km_fail(err, KM_ERR_USAGE, "-k %d is larger than the %lld rows of '%s' in '%s'",
+                       k, (long long)blk->n, opt->dataset, opt->input);
+    for (int t = 0; opt->init == KM_INIT_ROWS && t < opt->n_init_rows; t++)
+        if (opt->init_rows[t] >= blk->n)
+            return km_fail(err, KM_ERR_USAGE, "--init rows: row %lld is out of range ('%s' "
+                           "has %lld rows, counted from 0)", (long long)opt->init_rows[t],
+                           opt->dataset, (long long)blk->n);
+    return 0;
+}
+
+/* Resolve the output name and check it can be written (rank 0, then agreed). */
+static int prepare_output(const km_comm *c, const km_options *opt, int k, char *out,
+                          size_t len, km_error *err)
+{
+    km_options tmp = *opt;
+    tmp.k = k;
+    if (opt->output[0])
+        snprintf(out, len, "%s", opt->output);
+    else
+        km_options_default_output(&tmp, out, len);
+    if (c->rank == 0) {
+        if (!opt->output[0] && mkdir("results", 0777) != 0 && errno != EEXIST)
+            km_fail(err, KM_ERR_OUTPUT, "cannot create directory 'results': %s",
+                    strerror(errno));
+        else
+            km_check_output_path(out, err);
+    }
+    return km_comm_agree(c, err);
+}
+
+static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
+{
+    double *given = NULL;
+    int k = opt->k;
+    if (opt->init == KM_INIT_FILE &&
+        km_read_centroids(c, opt->init_file, opt->init_dataset, r->blk.d, &k, &given, err))
+        return err->code;
+    if (!err->code && !check_k(opt, &r->blk, k, err) && given) {
+        int col = 0;
+        int64_t bad = km_find_nonfinite(given, k, r->blk.d, KM_F64, &col);
+        if (bad >= 0)
+            km_fail(err, KM_ERR_INPUT, "--init %s: centroid row %lld, column %d is NaN or Inf",
+                    opt->init_spec, (long long)bad, col);
+    }
+    r->model.k = k;
+    r->model.d = r->blk.d;
+    r->model.centroids = malloc(sizeof(double) * (size_t)k * r->blk.d);
+    r->model.sizes = calloc((size_t)k, sizeof(int64_t));
+    r->labels = malloc(sizeof(int32_t) * (size_t)(r->blk.rows ? r->blk.rows : 1));
+    if (!err->code && (!r->model.centroids || !r->model.sizes || !r->labels))
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the model and labels", c->rank);
+    if (!km_comm_agree(c, err) && !prepare_output(c, opt, k, r->output, sizeof r->output, err)) {
+        km_options o2 = *opt;
+        o2.k = k;
+        if (given)
+            memcpy(r->model.centroids, given, sizeof(double) * (size_t)k * r->blk.d);
+        else
+            km_init_centroids(c, &o2, &r->blk, r->model.centroids, err);
+    }
+    free(given);
+    return err->code;
+}
+
+static void finish_report(const km_comm *c, const km_options *opt, km_run *r)
+{
+    if (c->rank != 0)
+        return;
+    if (!opt->quiet)
+        km_report_timing(stdout, &r->tm, r->res.iterations);
+    km_report_summary(stdout, opt, &r->blk, r->model.k, &r->res, &r->tm, r->output);
+    if (opt->summary_json[0] &&
+        km_report_json(opt->summary_json, opt, &r->blk, r->model.k, &r->res, &r->tm, c->size,
+                       r->threads, r->output))
+        fprintf(stderr, "kmeans: warning: cannot append to --summary-json '%s': %s\n",
+                opt->summary_json, strerror(errno));
+    fflush(stdout);
+}
+
+static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
+{
+    double t = km_now();
+    if (km_read_block(c, opt->input, opt->dataset, &r->blk, err) ||
+        check_finite(c, opt, &r->blk, err))
+        return err->code;
+    r->tm.t[KM_T_READ] = km_now() - t;
+    t = km_now();
+    if (init_model(c, opt, r, err))
+        return err->code;
+    r->tm.t[KM_T_INIT] = km_now() - t;
+    int64_t threads = km_comm_max_i64(c, omp_get_max_threads());
+    r->threads = (int)threads;
+    FILE *progress = c->rank == 0 && !opt->quiet ? stdout : NULL;
+    if (progress)
+        km_report_header(progress, opt, &r->blk, r->model.k, c->size, r->threads);
+    if (km_fit(c, opt, &r->blk, &r->model, r->labels, &r->res, &r->tm, progress, err))
+        return err->code;
+    km_output o = {.opt = opt, .blk = &r->blk, .model = &r->model, .labels = r->labels,
+                   .res = &r->res, .timers = &r->tm, .write_start = km_now(),
+                   .ranks = c->size, .threads = r->threads};
+    if (km_write_result(c, r->output, &o, err))
+        return err->code;
+    finish_report(c, opt, r);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    km_comm c;
+    km_comm_init(&argc, &argv, &c);
+    km_h5io_init();
+    km_options opt;
+    km_error err = {0};
+    int rc = km_options_parse(argc, argv, &opt, &err);
+    if (rc == KM_PARSE_HELP && c.rank == 0)
+        km_options_help(stdout);
+    else if (rc == KM_PARSE_VERSION && c.rank == 0)
+        printf("kmeans (hpc-kmeans) %s\n", KM_VERSION);
+    km_run r = {0};
+    if (rc == KM_PARSE_RUN)
+        run(&c, &opt, &r, &err);
+    if (err.code && c.rank == 0)
+        fprintf(stderr, "kmeans: error: %s\n", err.msg);
+    km_block_free(&r.blk);
+    free(r.model.centroids);
+    free(r.model.sizes);
+    free(r.labels);
+    km_history_free(&r.res.hist);
+    km_options_free(&opt);
+    km_comm_finalize();
+    return km_exit_status(err.code);
+}

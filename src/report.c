@@ -1,0 +1,96 @@
+/* report.c — rank 0's human output (progress, timing table, summary) and the
+ * machine-readable JSON line that scaling scripts read instead of scraping. */
+#include <stdio.h>
+#include "report.h"
+
+void km_report_header(FILE *out, const km_options *opt, const km_block *blk, int k,
+                      int ranks, int threads)
+{
+    fprintf(out, "kmeans %s: %s:%s  n=%lld d=%d (%s)  k=%d  init=%s  ranks=%d threads=%d\n",
+            KM_VERSION, opt->input, opt->dataset, (long long)blk->n, blk->d, blk->dtype_note,
+            k, opt->init_spec, ranks, threads);
+    fprintf(out, "%6s %22s %12s %12s %8s\n", "iter", "inertia", "shift/tol", "changed",
+            "seconds");
+}
+
+void km_report_iteration(FILE *out, int iter, double inertia, double shift, int64_t changed,
+                         int empty, double seconds)
+{
+    fprintf(out, "%6d %22.15e %12.4e %12lld %8.4f", iter, inertia, shift, (long long)changed,
+            seconds);
+    if (empty)
+        fprintf(out, "  (%d empty cluster%s re-seeded)", empty, empty > 1 ? "s" : "");
+    fputc('\n', out);
+    fflush(out);
+}
+
+void km_report_timing(FILE *out, const km_timers *t, int iterations)
+{
+    fprintf(out, "%-10s %10s %10s %10s %12s\n", "phase", "min s", "mean s", "max s",
+            "mean s/iter");
+    for (int p = 0; p < KM_T_COUNT; p++) {
+        int per_iter = p == KM_T_ASSIGN || p == KM_T_UPDATE || p == KM_T_ALLREDUCE;
+        fprintf(out, "%-10s %10.4f %10.4f %10.4f", km_phase_names[p], t->min[p], t->mean[p],
+                t->max[p]);
+        if (per_iter && iterations > 0)
+            fprintf(out, " %12.6f", t->mean[p] / iterations);
+        fputc('\n', out);
+    }
+}
+
+static double total_seconds(const km_timers *t)
+{
+    double s = 0;
+    for (int p = 0; p < KM_T_COUNT; p++)
+        s += t->max[p];
+    return s;
+}
+
+void km_report_summary(FILE *out, const km_options *opt, const km_block *blk, int k,
+                       const km_result *res, const km_timers *t, const char *output)
+{
+    (void)opt;
+    fprintf(out, "kmeans: n=%lld d=%d k=%d iterations=%d stop=%s inertia=%.15e "
+            "time=%.3fs output=%s\n", (long long)blk->n, blk->d, k, res->iterations,
+            km_stop_name(res->stop), res->inertia, total_seconds(t), output);
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+int km_report_json(const char *path, const km_options *opt, const km_block *blk, int k,
+                   const km_result *res, const km_timers *t, int ranks, int threads,
+                   const char *output)
+{
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return -1;
+    fputs("{\"version\":", f);
+    json_str(f, KM_VERSION);
+    fputs(",\"input\":", f);
+    json_str(f, opt->input);
+    fputs(",\"dataset\":", f);
+    json_str(f, opt->dataset);
+    fputs(",\"output\":", f);
+    json_str(f, output);
+    fprintf(f, ",\"n\":%lld,\"d\":%d,\"k\":%d,\"ranks\":%d,\"threads\":%d,\"iterations\":%d,",
+            (long long)blk->n, blk->d, k, ranks, threads, res->iterations);
+    fprintf(f, "\"stop\":\"%s\",\"inertia\":%.17g,\"seconds_total\":%.6f",
+            km_stop_name(res->stop), res->inertia, total_seconds(t));
+    for (int p = 0; p < KM_T_COUNT; p++)
+        fprintf(f, ",\"%s\":{\"min\":%.6f,\"mean\":%.6f,\"max\":%.6f}", km_phase_names[p],
+                t->min[p], t->mean[p], t->max[p]);
+    fputs("}\n", f);
+    return fclose(f) ? -1 : 0;
+}

@@ -1,0 +1,94 @@
+/* util.c — small shared helpers: the error record, exit statuses, the clock,
+ * and the growable per-iteration history. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "kmeans.h"
+
+const char *const km_phase_names[KM_T_COUNT] = {
+    "read", "init", "assign", "update", "allreduce", "write"
+};
+
+int km_fail(km_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+int km_exit_status(int code)
+{
+    switch (code) {
+    case KM_OK: return 0;
+    case KM_ERR_USAGE: return 2;
+    case KM_ERR_INPUT: return 3;
+    case KM_ERR_OUTPUT: return 4;
+    case KM_ERR_MEMORY: return 5;
+    default: return 6;
+    }
+}
+
+const char *km_stop_name(km_stop_reason r)
+{
+    switch (r) {
+    case KM_STOP_NO_CHANGE: return "no-change";
+    case KM_STOP_TOL: return "tol";
+    case KM_STOP_MAX_ITER: return "max-iter";
+    default: return "none";
+    }
+}
+
+double km_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int grow(void **p, size_t elem, int cap)
+{
+    void *q = realloc(*p, elem * (size_t)cap);
+    if (!q)
+        return -1;
+    *p = q;
+    return 0;
+}
+
+int km_history_push(km_history *h, double inertia, double shift, int64_t changed,
+                    int32_t empty, double seconds, km_error *err)
+{
+    if (h->len == h->cap) {
+        int cap = h->cap ? 2 * h->cap : 64;
+        if (grow((void **)&h->inertia, sizeof(double), cap) ||
+            grow((void **)&h->shift, sizeof(double), cap) ||
+            grow((void **)&h->changed, sizeof(int64_t), cap) ||
+            grow((void **)&h->empty, sizeof(int32_t), cap) ||
+            grow((void **)&h->seconds, sizeof(double), cap))
+            return km_fail(err, KM_ERR_MEMORY, "out of memory growing the iteration history");
+        h->cap = cap;
+    }
+    h->inertia[h->len] = inertia;
+    h->shift[h->len] = shift;
+    h->changed[h->len] = changed;
+    h->empty[h->len] = empty;
+    h->seconds[h->len] = seconds;
+    h->len++;
+    return 0;
+}
+
+void km_history_free(km_history *h)
+{
+    free(h->inertia);
+    free(h->shift);
+    free(h->changed);
+    free(h->empty);
+    free(h->seconds);
+    *h = (km_history){0};
+}
