@@ -21,7 +21,8 @@ typedef struct {
     int k, d, kp;
     km_precision prec;
     void *panels;          /* kp x d values, panel-major, 64-byte aligned */
-    double *cnorm;         /* kp: ||c||^2 of the rounded centroids; +inf on padding */
+    double *cnorm;         /* kp: ||c||^2 in float64; +inf on padding */
+    void *cnorm_r;         /* the same in the data precision */
     const double *c64;     /* k x d float64 centroids (not owned): exact distances */
     double cmax;           /* max ||c|| */
 } km_centers;

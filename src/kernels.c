@@ -9,7 +9,7 @@
 #include <omp.h>
 #include "kernels.h"
 
-#define RB 4            /* rows per micro-kernel tile */
+#define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
 
 #if defined(__AVX512F__)
@@ -18,14 +18,42 @@
 #define KM_VBYTES 32
 #endif
 
+/* Pin a vector in a register (x86): stops the compiler folding the same
+ * load into several FMAs. Elsewhere a no-op. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KM_PIN(v) __asm__("" : "+x"(v))
+#else
+#define KM_PIN(v) ((void)0)
+#endif
+
+/* Lane-wise min(a, b) = a < b ? a : b, max(a, b) = a > b ? a : b (second
+ * operand on NaN), and blend(m, a, b) = m ? a : b, as single instructions
+ * where the ISA has them; through comparison masks elsewhere. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define KM_VMIN(a, b) ((__typeof__(a))_Generic((a)[0], float: (__typeof__(a))_mm512_min_ps((__m512)(a), (__m512)(b)), double: (__typeof__(a))_mm512_min_pd((__m512d)(a), (__m512d)(b))))
+#define KM_VMAX(a, b) ((__typeof__(a))_Generic((a)[0], float: (__typeof__(a))_mm512_max_ps((__m512)(a), (__m512)(b)), double: (__typeof__(a))_mm512_max_pd((__m512d)(a), (__m512d)(b))))
+#elif defined(__AVX__)
+#include <immintrin.h>
+#define KM_VMIN(a, b) _Generic((a)[0], float: (vf32)_mm256_min_ps((__m256)(a), (__m256)(b)), double: (vf64)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
+#define KM_VMAX(a, b) _Generic((a)[0], float: (vf32)_mm256_max_ps((__m256)(a), (__m256)(b)), double: (vf64)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#endif
+#ifndef KM_VMIN
+#define KM_VSEL(m, a, b) ((__typeof__(a))(((m) & (__typeof__(m))(a)) | (~(m) & (__typeof__(m))(b))))
+#define KM_VMIN(a, b) KM_VSEL((a) < (b), a, b)
+#define KM_VMAX(a, b) KM_VSEL((a) > (b), a, b)
+#endif
+/* Integer blend by a full-lane mask: (m & a) | (~m & b); GCC emits vpblendvb. */
+#define KM_VBLEND(m, a, b) (((m) & (a)) | (~(m) & (b)))
+
 typedef float vf32 __attribute__((vector_size(KM_VBYTES)));
 typedef double vf64 __attribute__((vector_size(KM_VBYTES)));
+typedef int32_t vi32 __attribute__((vector_size(KM_VBYTES)));
+typedef int64_t vi64 __attribute__((vector_size(KM_VBYTES)));
 
 struct km_workspace {
-    void *dots;        /* block_rows (rounded up to RB) x kp */
-    void *tail;        /* RB x d: padded copy of a block's last rows */
-    double *scores;    /* kp */
-    int *cand;         /* kp */
+    void *xt;          /* d x (2 vectors of rows): one transposed row group */
+    void *part;        /* partial dot products of a row group between d-blocks */
 };
 
 static void *alloc64(size_t bytes)
@@ -36,56 +64,104 @@ static void *alloc64(size_t bytes)
 
 static size_t prec_size(km_precision prec) { return prec == KM_F32 ? 4 : 8; }
 
-double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c)
+/* The exact distance ||x - c||^2 in float64, in one fixed order (two 4-lane
+ * accumulators, lanes summed pairwise, then the d % 8 tail), so its value
+ * depends only on x, c and d: never on where the point sits. With sums !=
+ * NULL it also adds x into sums (the update of the chosen cluster). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+static inline v4d load4(const void *x, int j, km_precision prec)
 {
-    double s = 0;
     if (prec == KM_F32) {
-        const float *xr = (const float *)x + i * d;
-        for (int j = 0; j < d; j++) {
-            double t = (double)xr[j] - c[j];
-            s += t * t;
+        v4f f;
+        memcpy(&f, (const float *)x + j, sizeof f);
+        return __builtin_convertvector(f, v4d);
+    }
+    v4d v;
+    memcpy(&v, (const double *)x + j, sizeof v);
+    return v;
+}
+
+static inline double dist_row(const void *restrict x, const double *restrict c, int d,
+                              km_precision prec, double *restrict sums)
+{
+    v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8) {
+        v4d x0 = load4(x, j, prec), x1 = load4(x, j + 4, prec), c0, c1;
+        memcpy(&c0, c + j, sizeof c0);
+        memcpy(&c1, c + j + 4, sizeof c1);
+        v4d t0 = x0 - c0, t1 = x1 - c1;
+        a0 += t0 * t0;
+        a1 += t1 * t1;
+        if (sums) {
+            v4d s0, s1;
+            memcpy(&s0, sums + j, sizeof s0);
+            memcpy(&s1, sums + j + 4, sizeof s1);
+            s0 += x0;
+            s1 += x1;
+            memcpy(sums + j, &s0, sizeof s0);
+            memcpy(sums + j + 4, &s1, sizeof s1);
         }
-    } else {
-        const double *xr = (const double *)x + i * d;
-        for (int j = 0; j < d; j++) {
-            double t = xr[j] - c[j];
-            s += t * t;
-        }
+    }
+    double s = ((a0[0] + a1[0]) + (a0[1] + a1[1])) + ((a0[2] + a1[2]) + (a0[3] + a1[3]));
+    for (; j < d; j++) {
+        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
+        double t = xj - c[j];
+        s += t * t;
+        if (sums)
+            sums[j] += xj;
     }
     return s;
 }
 
+double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c)
+{
+    const char *row = (const char *)x + (size_t)i * (size_t)d * prec_size(prec);
+    return dist_row(row, c, d, prec, NULL);
+}
+
 #define REAL float
 #define VEC vf32
+#define VI vi32
 #define VL ((int)(KM_VBYTES / sizeof(float)))
 #define SFX f32
+#define ESIZE 4
 #define PREC KM_F32
 #define UROUND 0x1p-24
 #include "kernels_tmpl.h"
 #undef REAL
 #undef VEC
+#undef VI
 #undef VL
 #undef SFX
+#undef ESIZE
 #undef PREC
 #undef UROUND
 
 #define REAL double
 #define VEC vf64
+#define VI vi64
 #define VL ((int)(KM_VBYTES / sizeof(double)))
 #define SFX f64
+#define ESIZE 8
 #define PREC KM_F64
 #define UROUND 0x1p-53
 #include "kernels_tmpl.h"
 #undef REAL
 #undef VEC
+#undef VI
 #undef VL
 #undef SFX
+#undef ESIZE
 #undef PREC
 #undef UROUND
 
 int km_panel_width(km_precision prec)
 {
-    return 2 * KM_VBYTES / (int)prec_size(prec);
+    (void)prec;
+    return CG;
 }
 
 int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *err)
@@ -98,7 +174,8 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
     kc->kp = (k + w - 1) / w * w;
     kc->panels = alloc64((size_t)kc->kp * d * prec_size(prec));
     kc->cnorm = malloc(sizeof(double) * (size_t)kc->kp);
-    if (!kc->panels || !kc->cnorm) {
+    kc->cnorm_r = alloc64((size_t)kc->kp * prec_size(prec));
+    if (!kc->panels || !kc->cnorm || !kc->cnorm_r) {
         km_centers_free(kc);
         return km_fail(err, KM_ERR_MEMORY, "out of memory for %d x %d centroids", k, d);
     }
@@ -131,8 +208,15 @@ void km_centers_free(km_centers *kc)
 {
     free(kc->panels);
     free(kc->cnorm);
+    free(kc->cnorm_r);
     kc->panels = NULL;
     kc->cnorm = NULL;
+    kc->cnorm_r = NULL;
+}
+
+static int rows_per_group(km_precision prec)
+{
+    return 2 * KM_VBYTES / (int)prec_size(prec);
 }
 
 int64_t km_default_block_rows(int d, int k, km_precision prec)
@@ -140,21 +224,21 @@ int64_t km_default_block_rows(int d, int k, km_precision prec)
     const int w = km_panel_width(prec);
     const int64_t kp = (k + w - 1) / w * w;
     int64_t rows = (256 * 1024) / ((int64_t)(d + kp) * (int64_t)prec_size(prec));
-    rows = rows / RB * RB;
-    return rows < RB ? RB : rows > 1024 ? 1024 : rows;
+    const int rv = rows_per_group(prec);
+    rows = rows / rv * rv;
+    return rows < rv ? rv : rows > 1024 ? 1024 : rows;
 }
 
 km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
 {
+    (void)block_rows;
     km_workspace *ws = calloc(1, sizeof *ws);
     if (!ws)
         return NULL;
-    const int64_t rows = (block_rows + RB - 1) / RB * RB;
-    ws->dots = alloc64((size_t)rows * kc->kp * prec_size(kc->prec));
-    ws->tail = alloc64((size_t)RB * kc->d * prec_size(kc->prec));
-    ws->scores = malloc(sizeof(double) * (size_t)kc->kp);
-    ws->cand = malloc(sizeof(int) * (size_t)kc->kp);
-    if (!ws->dots || !ws->tail || !ws->scores || !ws->cand) {
+    const size_t rv = (size_t)rows_per_group(kc->prec), es = prec_size(kc->prec);
+    ws->xt = alloc64(rv * (size_t)kc->d * es);
+    ws->part = alloc64(rv * CG * es);
+    if (!ws->xt || !ws->part) {
         km_workspace_free(ws);
         return NULL;
     }
@@ -165,10 +249,8 @@ void km_workspace_free(km_workspace *ws)
 {
     if (!ws)
         return;
-    free(ws->dots);
-    free(ws->tail);
-    free(ws->scores);
-    free(ws->cand);
+    free(ws->xt);
+    free(ws->part);
     free(ws);
 }
 
@@ -285,8 +367,8 @@ void km_assign_naive(const double *c64, int k, int d, km_precision prec, const v
                 bi = c;
             }
         }
-        for (int j = 0; j < d; j++)
-            acc[(size_t)bi * d + j] += row_value(x, i, d, j, prec);
+        dist_row((const char *)x + (size_t)i * d * prec_size(prec), c64 + (size_t)bi * d, d,
+                 prec, acc + (size_t)bi * d);
         counts[bi] += 1.0;
         acc[km_acc_inertia(k, d)] += best;
         if (labels[i] != bi) {

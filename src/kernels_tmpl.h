@@ -1,27 +1,22 @@
 /* kernels_tmpl.h — the fast assignment kernel, written once and instantiated by
- * kernels.c for float and double (REAL, VEC, VL, SFX, UROUND defined there).
+ * kernels.c for float and double (REAL, VEC, VI, VL, SFX, PREC, UROUND).
  *
- * Scores s_c = ||c||^2 - 2 x.c come from a register-blocked micro-kernel: a tile
- * of RB rows x 2 vectors of centroids accumulates x.c with FMAs over j. Every
- * point goes through the same tile code in the same j order (tail rows are
- * copied into a padded tile), so a point's label never depends on where it sits
- * in a block, chunk, thread or rank. The score form loses digits when
- * ||x|| >> ||x - c||, so the argmin is trusted only when the runner-up is
- * further than a proven error bound; otherwise the candidates are rechecked with
- * km_dist_exact, the same function the naive reference uses. */
+ * Rows in lanes: a group of RV = 2 vectors of rows is transposed (x^T, d x RV)
+ * and each centroid value is broadcast, so a register tile of RV rows x CG
+ * centroids accumulates x.c with 2*CG independent FMA chains (enough to hide
+ * FMA latency). The scores s_c = ||c||^2 - 2 x.c then update, lane by lane,
+ * the running best score, its index and the second-best score: no score
+ * buffer, no horizontal reductions. Every lane does the same operations in the
+ * same order, and tail rows are zero-padded lanes, so a point's label never
+ * depends on where it sits in a block, chunk, thread or rank.
+ * The score form loses digits when ||x|| >> ||x - c||, so the argmin is trusted
+ * only when the runner-up is further than a proven error bound; otherwise
+ * exact float64 distances (km_dist_exact, the naive reference's) decide. */
 
 #define FN_(name, sfx) name##_##sfx
 #define FN2(name, sfx) FN_(name, sfx)
 #define FN(name) FN2(name, SFX)
-#define CB (2 * VL)
-
-static inline VEC FN(bcast)(REAL a)
-{
-    VEC v;
-    for (int i = 0; i < VL; i++)
-        v[i] = a;
-    return v;
-}
+#define RV (2 * VL)
 
 static inline VEC FN(vload)(const REAL *p)
 {
@@ -30,59 +25,139 @@ static inline VEC FN(vload)(const REAL *p)
     return v;
 }
 
-/* out[r][0..CB) (+)= sum_{j0<=j<j1} x[r][j] * panel[j][0..CB) for RB rows.
- * Hot loop: 2*RB accumulators stay in registers. */
-static void FN(tile)(const REAL *restrict x, int64_t ldx, const REAL *restrict panel,
-                     int j0, int j1, REAL *restrict out, int64_t ldo, int first)
+typedef struct {
+    VEC b1[2], b2[2];   /* best and second-best score per row lane */
+    VI i1[2];           /* index of the best (lowest on ties) */
+} FN(argmin_state);
+
+/* b2 = min(b2, max(b1, s)); b1 = min(b1, s); i1 = c where s < b1 (strictly, so
+ * the lowest index wins ties). A NaN score poisons b1/b2, which sends the row
+ * to the exact recheck. */
+static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
 {
-    VEC a0l, a0h, a1l, a1h, a2l, a2h, a3l, a3h;
-    if (first) {
-        a0l = a0h = a1l = a1h = a2l = a2h = a3l = a3h = FN(bcast)(0);
-    } else {
-        a0l = FN(vload)(out); a0h = FN(vload)(out + VL);
-        a1l = FN(vload)(out + ldo); a1h = FN(vload)(out + ldo + VL);
-        a2l = FN(vload)(out + 2 * ldo); a2h = FN(vload)(out + 2 * ldo + VL);
-        a3l = FN(vload)(out + 3 * ldo); a3h = FN(vload)(out + 3 * ldo + VL);
-    }
-    const REAL *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
-    for (int j = j0; j < j1; j++) {
-        const VEC cl = FN(vload)(panel + (size_t)j * CB);
-        const VEC ch = FN(vload)(panel + (size_t)j * CB + VL);
-        VEC b;
-        b = FN(bcast)(x0[j]); a0l += b * cl; a0h += b * ch;
-        b = FN(bcast)(x1[j]); a1l += b * cl; a1h += b * ch;
-        b = FN(bcast)(x2[j]); a2l += b * cl; a2h += b * ch;
-        b = FN(bcast)(x3[j]); a3l += b * cl; a3h += b * ch;
-    }
-    memcpy(out, &a0l, sizeof a0l); memcpy(out + VL, &a0h, sizeof a0h);
-    memcpy(out + ldo, &a1l, sizeof a1l); memcpy(out + ldo + VL, &a1h, sizeof a1h);
-    memcpy(out + 2 * ldo, &a2l, sizeof a2l); memcpy(out + 2 * ldo + VL, &a2h, sizeof a2h);
-    memcpy(out + 3 * ldo, &a3l, sizeof a3l); memcpy(out + 3 * ldo + VL, &a3h, sizeof a3h);
+    const VI lt = s < st->b1[h];
+    const VI cv = (VI){0} + c;   /* broadcast */
+    st->b2[h] = KM_VMIN(st->b2[h], KM_VMAX(st->b1[h], s));
+    st->b1[h] = KM_VMIN(st->b1[h], s);
+    st->i1[h] = KM_VBLEND(lt, cv, st->i1[h]);
 }
 
-/* dots[r][c] = x_r . c for all rows of the block and all (padded) centroids,
- * d-blocked so a slice of the panels stays in cache. */
-static void FN(block_dots)(const km_centers *kc, const REAL *x, int64_t rows,
-                           km_workspace *ws)
+/* Scores of one row group against centroid group g (CG centroids), j-blocked;
+ * partial dot products live in part between j-blocks. Hot loop: 12 FMA chains. */
+static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g,
+                             REAL *restrict part, FN(argmin_state) *st)
 {
-    const int d = kc->d, kp = kc->kp, np = kp / CB;
-    const REAL *panels = kc->panels;
-    REAL *dots = ws->dots, *tail = ws->tail;
-    const int64_t full = rows / RB * RB;
-    if (rows > full) {   /* same tile code for the tail: copy into a zero-padded tile */
-        memset(tail, 0, sizeof(REAL) * RB * (size_t)d);
-        memcpy(tail, x + full * d, sizeof(REAL) * (size_t)(rows - full) * d);
-    }
+    const int d = kc->d;
+    const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
+    VEC a[2][CG];
     for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
         const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
-        for (int64_t r = 0; r < full; r += RB)
-            for (int p = 0; p < np; p++)
-                FN(tile)(x + r * d, d, panels + (size_t)p * CB * d, j0, j1,
-                         dots + r * kp + p * CB, kp, j0 == 0);
-        if (rows > full)
-            for (int p = 0; p < np; p++)
-                FN(tile)(tail, d, panels + (size_t)p * CB * d, j0, j1,
-                         dots + full * kp + p * CB, kp, j0 == 0);
+        for (int q = 0; q < CG; q++) {
+            if (j0 == 0) {
+                a[0][q] = (VEC){0};
+                a[1][q] = (VEC){0};
+            } else {
+                a[0][q] = FN(vload)(part + q * RV);
+                a[1][q] = FN(vload)(part + q * RV + VL);
+            }
+        }
+        for (int j = j0; j < j1; j++) {
+            VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
+            const REAL *cj = pan + (size_t)j * CG;
+            for (int q = 0; q < CG; q++) {   /* scalar * vector: a broadcast */
+                a[0][q] += cj[q] * x0;
+                a[1][q] += cj[q] * x1;
+            }
+        }
+        if (j1 < d)
+            for (int q = 0; q < CG; q++) {
+                memcpy(part + q * RV, &a[0][q], sizeof(VEC));
+                memcpy(part + q * RV + VL, &a[1][q], sizeof(VEC));
+            }
+    }
+    const REAL *cn = (const REAL *)kc->cnorm_r + (size_t)g * CG;
+    for (int q = 0; q < CG; q++) {
+        FN(argmin_update)(st, 0, cn[q] - 2 * a[0][q], g * CG + q);
+        FN(argmin_update)(st, 1, cn[q] - 2 * a[1][q], g * CG + q);
+    }
+}
+
+#if KM_VBYTES / ESIZE == 8
+/* 8 x 8 block transpose with the unpack / shuffle / lane-permute network
+ * (compiles to vunpck*, vshufp*, vperm2f128 on AVX). Used when VL == 8. */
+static inline void FN(transpose8)(const REAL *restrict src, int64_t lds, REAL *restrict dst,
+                                  int64_t ldd)
+{
+    typedef __typeof__(((VI){0})[0]) lane_t;
+    typedef lane_t M __attribute__((vector_size(sizeof(VEC))));
+    VEC r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = FN(vload)(src + i * lds);
+    const M lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const M s0 = {0, 1, 8, 9, 4, 5, 12, 13}, s1 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const M p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+        t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s0);
+        u[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s1);
+        u[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s0);
+        u[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s1);
+    }
+    for (int i = 0; i < 4; i++) {
+        VEC a = __builtin_shuffle(u[i], u[i + 4], p0), b = __builtin_shuffle(u[i], u[i + 4], p1);
+        memcpy(dst + i * ldd, &a, sizeof a);
+        memcpy(dst + (i + 4) * ldd, &b, sizeof b);
+    }
+}
+#define KM_HAVE_T8 1
+#else
+#define KM_HAVE_T8 0
+#endif
+
+/* Transpose rows [0, nr) of x into xt (d x RV), zero-padding lanes nr..RV-1. */
+static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, REAL *restrict xt)
+{
+    int j0 = 0;
+    if (nr < RV)
+        memset(xt, 0, sizeof(REAL) * (size_t)d * RV);
+#if KM_HAVE_T8
+    if (VL == 8 && nr == RV) {
+        for (; j0 + 8 <= d; j0 += 8)
+            for (int b = 0; b < RV; b += 8)
+                FN(transpose8)(x + (int64_t)b * d + j0, d, xt + (size_t)j0 * RV + b, RV);
+    }
+#endif
+    for (int64_t i = 0; i < nr; i++)
+        for (int j = j0; j < d; j++)
+            xt[(size_t)j * RV + i] = x[i * d + j];
+}
+#undef KM_HAVE_T8
+
+/* Finish one row: certify or recheck the argmin, then add the row to its
+ * cluster's sums and its exact distance to the inertia. */
+static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL second,
+                           REAL lim, int bi, int32_t *label, double *restrict acc)
+{
+    const int k = kc->k, d = kc->d;
+    if (!(second > lim)) {   /* near-tie (or overflow): exact distances decide */
+        double e_best = INFINITY;
+        for (int c = 0; c < k; c++) {
+            double e = km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)c * d);
+            if (e < e_best) {
+                e_best = e;
+                bi = c;
+            }
+        }
+    }
+    const double dbest = dist_row(xr, kc->c64 + (size_t)bi * d, d, PREC, acc + (size_t)bi * d);
+    km_acc_counts(acc, k, d)[bi] += 1.0;
+    acc[km_acc_inertia(k, d)] += dbest;
+    if (*label != bi) {
+        acc[km_acc_changed(k, d)] += 1.0;
+        *label = bi;
     }
 }
 
@@ -90,77 +165,59 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
                              int32_t *restrict labels, double *restrict acc,
                              km_workspace *ws)
 {
-    const int k = kc->k, d = kc->d, kp = kc->kp;
-    /* |error of a score| <= B(x): dot in REAL (d FMAs), centroid rounding, and
-     * the float64 combination; also bounds km_dist_exact's own error. */
-    const double coef = 1.25 * (2.0 * (d + 2) * UROUND + 0x1p-48);
-    FN(block_dots)(kc, x, rows, ws);
-    double *counts = km_acc_counts(acc, k, d);
-    const REAL *dots = ws->dots;
-    for (int64_t r = 0; r < rows; r++) {
-        const REAL *xr = x + r * d;
-        const REAL *dr = dots + r * kp;
-        double best = INFINITY;
-        int bi = 0;
-        for (int c = 0; c < k; c++) {
-            double s = kc->cnorm[c] - 2.0 * (double)dr[c];
-            ws->scores[c] = s;
-            if (s < best) {
-                best = s;
-                bi = c;
+    const int d = kc->d, ng = kc->kp / CG;
+    REAL *xt = ws->xt, *part = ws->part;
+    for (int64_t r0 = 0; r0 < rows; r0 += RV) {
+        const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
+        FN(transpose)(x + r0 * d, nr, d, xt);
+        FN(argmin_state) st;
+        VEC xn[2] = {{0}, {0}};
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < VL; i++) {
+                st.b1[h][i] = st.b2[h][i] = INFINITY;
+                st.i1[h][i] = 0;
             }
+        for (int j = 0; j < d; j++) {   /* ||x||^2 per lane, for the error bound */
+            VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
+            xn[0] += x0 * x0;
+            xn[1] += x1 * x1;
         }
-        double xn = 0;
-        for (int j = 0; j < d; j++)
-            xn += (double)xr[j] * xr[j];
-        const double rad = sqrt(xn) + kc->cmax;
-        const double lim = best + 4.0 * coef * rad * rad;
-        int ncand = 0;
-        for (int c = 0; c < k; c++)
-            if (ws->scores[c] <= lim)
-                ws->cand[ncand++] = c;
-        if (ncand == 0)   /* scores overflowed (NaN/inf): recheck every centroid */
-            for (int c = 0; c < k; c++)
-                ws->cand[ncand++] = c;
-        double dbest;
-        if (ncand > 1) {
-            dbest = INFINITY;
-            bi = ws->cand[0];
-            for (int i = 0; i < ncand; i++) {
-                double e = km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)ws->cand[i] * d);
-                if (e < dbest) {
-                    dbest = e;
-                    bi = ws->cand[i];
-                }
-            }
-        } else {
-            dbest = km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)bi * d);
-        }
-        double *sr = acc + (size_t)bi * d;
-        for (int j = 0; j < d; j++)
-            sr[j] += xr[j];
-        counts[bi] += 1.0;
-        acc[km_acc_inertia(k, d)] += dbest;
-        if (labels[r] != bi) {
-            acc[km_acc_changed(k, d)] += 1.0;
-            labels[r] = bi;
+        for (int g = 0; g < ng; g++)
+            FN(group_scores)(kc, xt, g, part, &st);
+        /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
+         * (d FMAs), centroids and norms rounded to REAL, the score's rounding.
+         * (a + b)^2 <= 2 a^2 + 2 b^2 avoids a square root; the same bound covers
+         * km_dist_exact's float64 error. Runners-up within 4x of it are rechecked. */
+        const REAL coef = (REAL)(1.25 * ((2.0 * d + 8.0) * UROUND + 0x1p-48));
+        const REAL grow = (REAL)(1.0 + 2.0 * (d + 2) * UROUND);
+        const REAL cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND));
+        const REAL slack = (REAL)(1 + 16 * UROUND);
+        VEC lim[2];
+        for (int h = 0; h < 2; h++)
+            lim[h] = st.b1[h] + (8 * coef) * (xn[h] * grow + cmax2) * slack;
+        for (int64_t i = 0; i < nr; i++) {
+            const int h = (int)(i / VL), l = (int)(i % VL);
+            FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
+                           labels + r0 + i, acc);
         }
     }
 }
 
 static void FN(load_panels)(km_centers *kc, const double *c64)
 {
-    const int k = kc->k, d = kc->d, np = kc->kp / CB;
-    REAL *panels = kc->panels;
-    for (int p = 0; p < np; p++)
+    const int k = kc->k, d = kc->d, ng = kc->kp / CG;
+    REAL *panels = kc->panels, *cn = kc->cnorm_r;
+    for (int c = 0; c < kc->kp; c++)
+        cn[c] = c < k ? (REAL)kc->cnorm[c] : (REAL)INFINITY;
+    for (int g = 0; g < ng; g++)
         for (int j = 0; j < d; j++)
-            for (int i = 0; i < CB; i++) {
-                int c = p * CB + i;
-                panels[((size_t)p * d + j) * CB + i] = c < k ? (REAL)c64[(size_t)c * d + j] : 0;
+            for (int q = 0; q < CG; q++) {
+                int c = g * CG + q;
+                panels[((size_t)g * d + j) * CG + q] = c < k ? (REAL)c64[(size_t)c * d + j] : 0;
             }
 }
 
-#undef CB
+#undef RV
 #undef FN
 #undef FN2
 #undef FN_
