@@ -120,6 +120,15 @@ static int parse_init_rows(km_options *opt, const char *list, km_error *err)
                          "--init rows: '%s' is not a non-negative row index", tok);
             break;
         }
+        for (int m = 0; m < n; m++) {
+            if (opt->init_rows[m] == opt->init_rows[n]) {
+                rc = km_fail(err, KM_ERR_USAGE, "--init rows: row %lld is listed twice",
+                             (long long)opt->init_rows[n]);
+                break;
+            }
+        }
+        if (rc)
+            break;
         n++;
     }
     free(copy);

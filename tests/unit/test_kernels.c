@@ -1,0 +1,358 @@
+/* test_kernels.c — the fast assignment kernel against the naive reference and
+ * both against an independent long-double computation written here. */
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "kernels.h"
+
+static uint64_t rng_state;
+static double unif(void)            /* deterministic, independent of the code under test */
+{
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng_state >> 11) * 0x1p-53;
+}
+
+static void *make_data(km_precision prec, int64_t n, int d, const double *x64)
+{
+    void *x = malloc((size_t)n * d * (prec == KM_F32 ? 4 : 8));
+    for (size_t i = 0; i < (size_t)n * d; i++) {
+        if (prec == KM_F32)
+            ((float *)x)[i] = (float)x64[i];
+        else
+            ((double *)x)[i] = x64[i];
+    }
+    return x;
+}
+
+static long double value(const void *x, km_precision prec, size_t idx)
+{
+    return prec == KM_F32 ? (long double)((const float *)x)[idx] : ((const double *)x)[idx];
+}
+
+static long double ref_dist(const void *x, km_precision prec, int64_t i, int d, const double *c)
+{
+    long double s = 0;
+    for (int j = 0; j < d; j++) {
+        long double t = value(x, prec, (size_t)i * d + j) - c[j];
+        s += t * t;
+    }
+    return s;
+}
+
+/* Run the fast kernel through the thread layer (as lloyd.c does) and the naive
+ * kernel on the same input; compare, and check naive against long double. */
+static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block_rows,
+                       const double *x64, const double *c64)
+{
+    void *x = make_data(prec, n, d, x64);
+    km_error err = {0};
+    km_centers kc;
+    assert_int_equal(km_centers_init(&kc, k, d, prec, &err), 0);
+    km_centers_load(&kc, c64);
+    km_threads *th = km_threads_new(&kc, block_rows);
+    assert_non_null(th);
+
+    size_t len = km_acc_len(k, d);
+    double *acc_fast = calloc(len, sizeof(double)), *acc_naive = calloc(len, sizeof(double));
+    int32_t *lab_fast = malloc(n * sizeof(int32_t)), *lab_naive = malloc(n * sizeof(int32_t));
+    for (int64_t i = 0; i < n; i++)
+        lab_fast[i] = lab_naive[i] = (int32_t)(i % 3) - 1;   /* some start labels, some -1 */
+
+    km_assign_chunk(&kc, x, n, lab_fast, th);
+    km_threads_reduce(th, acc_fast);
+    km_assign_naive(c64, k, d, prec, x, n, lab_naive, acc_naive);
+
+    for (int64_t i = 0; i < n; i++) {
+        if (lab_fast[i] != lab_naive[i])
+            fail_msg("prec %d n %lld d %d k %d block %lld: row %lld fast %d naive %d",
+                     (int)prec, (long long)n, d, k, (long long)block_rows, (long long)i,
+                     lab_fast[i], lab_naive[i]);
+    }
+    /* naive vs long double: the chosen centroid is a true minimiser up to rounding */
+    long double inertia = 0;
+    for (int64_t i = 0; i < n; i++) {
+        long double best = INFINITY;
+        for (int c = 0; c < k; c++) {
+            long double e = ref_dist(x, prec, i, d, c64 + (size_t)c * d);
+            if (e < best)
+                best = e;
+        }
+        long double chosen = ref_dist(x, prec, i, d, c64 + (size_t)lab_naive[i] * d);
+        assert_true(chosen <= best * (1 + 1e-12L) + 1e-300L);
+        inertia += chosen;
+    }
+    double *cnt_f = km_acc_counts(acc_fast, k, d), *cnt_n = km_acc_counts(acc_naive, k, d);
+    for (int c = 0; c < k; c++)
+        assert_true(cnt_f[c] == cnt_n[c]);
+    for (int c = 0; c < k; c++) {
+        for (int j = 0; j < d; j++) {
+            long double s = 0, sabs = 0;
+            for (int64_t i = 0; i < n; i++) {
+                if (lab_naive[i] == c) {
+                    s += value(x, prec, (size_t)i * d + j);
+                    sabs += fabsl(value(x, prec, (size_t)i * d + j));
+                }
+            }
+            double tol = 1e-13 * (double)sabs + 1e-300;
+            assert_true(fabs(acc_fast[(size_t)c * d + j] - (double)s) <= tol);
+            assert_true(fabs(acc_naive[(size_t)c * d + j] - (double)s) <= tol);
+        }
+    }
+    double inf_f = acc_fast[km_acc_inertia(k, d)], inf_n = acc_naive[km_acc_inertia(k, d)];
+    assert_true(fabs(inf_f - (double)inertia) <= 1e-12 * (double)inertia + 1e-300);
+    assert_true(fabs(inf_n - (double)inertia) <= 1e-12 * (double)inertia + 1e-300);
+    assert_true(acc_fast[km_acc_changed(k, d)] == acc_naive[km_acc_changed(k, d)]);
+
+    /* a second pass with unchanged centroids changes no label */
+    memset(acc_fast, 0, len * sizeof(double));
+    km_assign_chunk(&kc, x, n, lab_fast, th);
+    km_threads_reduce(th, acc_fast);
+    assert_true(acc_fast[km_acc_changed(k, d)] == 0.0);
+
+    free(acc_fast); free(acc_naive); free(lab_fast); free(lab_naive); free(x);
+    km_threads_free(th);
+    km_centers_free(&kc);
+}
+
+/* Gaussian-ish blobs around the centroids, so assignments are non-trivial. */
+static void random_case(km_precision prec, int64_t n, int d, int k, int64_t block_rows,
+                        uint64_t seed)
+{
+    rng_state = seed;
+    double *c64 = malloc((size_t)k * d * sizeof(double));
+    double *x64 = malloc((size_t)n * d * sizeof(double));
+    for (size_t i = 0; i < (size_t)k * d; i++)
+        c64[i] = 4.0 * unif() - 2.0;
+    for (int64_t i = 0; i < n; i++) {
+        int c = (int)(unif() * k);
+        for (int j = 0; j < d; j++)
+            x64[(size_t)i * d + j] = c64[(size_t)c * d + j] + (unif() - 0.5) * 3.0;
+    }
+    check_case(prec, n, d, k, block_rows, x64, c64);
+    free(c64);
+    free(x64);
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    const int ds[] = {1, 3, 17, 1000};
+    const int ks[] = {1, 2, 7, 64};
+    const int64_t blocks[] = {1, 37, 256};
+    for (int p = 0; p < 2; p++)
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++)
+                for (int c = 0; c < 3; c++) {
+                    int64_t n = ds[a] >= 1000 ? 301 : 1003;     /* never a block multiple */
+                    random_case((km_precision)p, n, ds[a], ks[b], blocks[c],
+                                1000u * a + 10u * b + c);
+                }
+}
+
+static void test_default_block(void **state)
+{
+    (void)state;
+    for (int p = 0; p < 2; p++) {
+        int64_t br = km_default_block_rows(33, 20, (km_precision)p);
+        assert_true(br >= 1);
+        random_case((km_precision)p, 5 * br + 3, 33, 20, br, 7);
+    }
+}
+
+/* Exact ties: duplicated centroids and points exactly half-way; lowest index wins. */
+static void test_ties(void **state)
+{
+    (void)state;
+    for (int p = 0; p < 2; p++) {
+        const int k = 9, d = 5;
+        const int64_t n = 101;
+        double c64[9 * 5], *x64 = malloc((size_t)n * d * sizeof(double));
+        for (int c = 0; c < k; c++)
+            for (int j = 0; j < d; j++)
+                c64[c * d + j] = (double)((c / 3) * 2) + (j == 0 ? 0.0 : 1.0); /* 3 copies each */
+        for (int64_t i = 0; i < n; i++)
+            for (int j = 0; j < d; j++)
+                x64[i * d + j] = (double)(i % 5) + (j == 0 ? 0.0 : 1.0);    /* 1 and 3: half-way */
+        check_case((km_precision)p, n, d, k, 16, x64, c64);
+        km_centers kc;
+        km_error err = {0};
+        void *x = make_data((km_precision)p, n, d, x64);
+        km_centers_init(&kc, k, d, (km_precision)p, &err);
+        km_centers_load(&kc, c64);
+        km_threads *th = km_threads_new(&kc, 16);
+        int32_t *lab = malloc(n * sizeof(int32_t));
+        double *acc = calloc(km_acc_len(k, d), sizeof(double));
+        for (int64_t i = 0; i < n; i++)
+            lab[i] = -1;
+        km_assign_chunk(&kc, x, n, lab, th);
+        for (int64_t i = 0; i < n; i++) {
+            int v = (int)(i % 5);    /* 0 -> copy group 0, 1 -> tie of 0/2 -> group 0, ... */
+            int expect = (v / 2) * 3; /* lowest index of the nearest group */
+            assert_int_equal(lab[i], expect);
+        }
+        km_threads_free(th);
+        km_centers_free(&kc);
+        free(lab); free(acc); free(x); free(x64);
+    }
+}
+
+/* Near ties: centroids a few ulps apart and large offsets, where the expanded
+ * form ||x||^2 - 2x.c + ||c||^2 cannot tell them apart; the exact recheck must. */
+static void test_near_ties(void **state)
+{
+    (void)state;
+    for (int p = 0; p < 2; p++) {
+        const int k = 12, d = 24;
+        const int64_t n = 517;
+        rng_state = 99 + p;
+        double *c64 = malloc(sizeof(double) * k * d), *x64 = malloc(sizeof(double) * n * d);
+        for (int j = 0; j < d; j++)
+            c64[j] = 1000.0 + unif();
+        for (int c = 1; c < k; c++)
+            for (int j = 0; j < d; j++)
+                c64[c * d + j] = c64[j] + (unif() - 0.5) * (p == 0 ? 1e-4 : 1e-11);
+        for (int64_t i = 0; i < n; i++)
+            for (int j = 0; j < d; j++)
+                x64[i * d + j] = c64[j] + (unif() - 0.5) * (p == 0 ? 1e-3 : 1e-10);
+        check_case((km_precision)p, n, d, k, 64, x64, c64);
+        free(c64);
+        free(x64);
+    }
+}
+
+static void test_dist_exact(void **state)
+{
+    (void)state;
+    rng_state = 5;
+    const int d = 1001;
+    double c[1001], x[1001];
+    for (int j = 0; j < d; j++) {
+        c[j] = unif() * 100.0;
+        x[j] = unif() * 100.0;
+    }
+    for (int dd = 1; dd <= d; dd += 97) {
+        long double ref = ref_dist(x, KM_F64, 0, dd, c);
+        double got = km_dist_exact(x, 0, dd, KM_F64, c);
+        assert_true(fabsl(got - ref) <= 1e-14L * ref);
+    }
+}
+
+static void test_helpers(void **state)
+{
+    (void)state;
+    const int64_t n = 333;
+    const int d = 7, k = 5;
+    rng_state = 17;
+    double *x = malloc(sizeof(double) * n * d), c[5 * 7];
+    for (size_t i = 0; i < (size_t)n * d; i++)
+        x[i] = unif();
+    for (int i = 0; i < k * d; i++)
+        c[i] = unif();
+
+    /* min distance update against brute force */
+    double *D = malloc(sizeof(double) * n);
+    km_min_dist_update(x, n, d, KM_F64, c, D, 1);
+    for (int t = 1; t < k; t++)
+        km_min_dist_update(x, n, d, KM_F64, c + t * d, D, 0);
+    for (int64_t i = 0; i < n; i++) {
+        long double best = INFINITY;
+        for (int t = 0; t < k; t++) {
+            long double e = ref_dist(x, KM_F64, i, d, c + t * d);
+            best = e < best ? e : best;
+        }
+        assert_true(fabsl(D[i] - best) <= 1e-14L * best);
+    }
+
+    /* potentials: exact integer sums of floor(min(D, dist) * q) */
+    double q = 1e6;
+    unsigned __int128 pot[2];
+    km_pp_potentials(x, n, d, KM_F64, D, c, 2, q, pot);
+    for (int t = 0; t < 2; t++) {
+        unsigned __int128 s = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double e = km_dist_exact(x, i, d, KM_F64, c + t * d);
+            s += (unsigned __int128)floor((e < D[i] ? e : D[i]) * q);
+        }
+        assert_true(s == pot[t]);
+    }
+
+    /* farthest rows from their centroid: distance descending, row ascending */
+    int32_t *lab = malloc(sizeof(int32_t) * n);
+    for (int64_t i = 0; i < n; i++)
+        lab[i] = (int32_t)(i % k);
+    memcpy(x + 50 * d, x + 10 * d, sizeof(double) * d);   /* rows 10 and 60... */
+    lab[50] = lab[10];                                     /* ...an exact tie pair */
+    double fd[6];
+    int64_t fr[6];
+    km_farthest(x, n, d, KM_F64, c, lab, 6, fd, fr);
+    double prev = INFINITY;
+    for (int m = 0; m < 6; m++) {
+        double e = km_dist_exact(x, fr[m], d, KM_F64, c + lab[fr[m]] * d);
+        assert_true(e == fd[m]);
+        assert_true(e <= prev);
+        prev = e;
+        int64_t beaten = 0;   /* rows strictly ahead in the order must all be listed */
+        for (int64_t i = 0; i < n; i++) {
+            double ei = km_dist_exact(x, i, d, KM_F64, c + lab[i] * d);
+            if (ei > e || (ei == e && i < fr[m]))
+                beaten++;
+        }
+        assert_int_equal(beaten, m);
+    }
+    int64_t fr_few[3];
+    double fd_few[3];
+    km_farthest(x, 1, d, KM_F64, c, lab, 3, fd_few, fr_few);
+    assert_int_equal(fr_few[0], 0);
+    assert_int_equal(fr_few[1], -1);
+
+    /* non-finite detection names the first bad row and its column */
+    int col = -1;
+    assert_int_equal(km_find_nonfinite(x, n, d, KM_F64, &col), -1);
+    x[200 * d + 3] = NAN;
+    x[250 * d + 1] = INFINITY;
+    assert_int_equal(km_find_nonfinite(x, n, d, KM_F64, &col), 200);
+    assert_int_equal(col, 3);
+    float xf[6] = {1, 2, 3, 4, -INFINITY, 6};
+    assert_int_equal(km_find_nonfinite(xf, 3, 2, KM_F32, &col), 2);
+    assert_int_equal(col, 0);
+    x[200 * d + 3] = 0.5;
+    x[250 * d + 1] = 0.5;
+
+    /* column moments */
+    double mom[7] = {0}, cen[7];
+    km_column_moments(x, n, d, KM_F64, NULL, mom);
+    for (int j = 0; j < d; j++) {
+        long double s = 0;
+        for (int64_t i = 0; i < n; i++)
+            s += x[i * d + j];
+        assert_true(fabsl(mom[j] - s) <= 1e-13L * fabsl(s));
+        cen[j] = (double)(s / n);
+    }
+    memset(mom, 0, sizeof mom);
+    km_column_moments(x, n, d, KM_F64, cen, mom);
+    for (int j = 0; j < d; j++) {
+        long double s = 0;
+        for (int64_t i = 0; i < n; i++)
+            s += (x[i * d + j] - cen[j]) * (x[i * d + j] - cen[j]);
+        assert_true(fabsl(mom[j] - s) <= 1e-12L * s);
+    }
+    free(x); free(D); free(lab);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_default_block),
+        cmocka_unit_test(test_ties),
+        cmocka_unit_test(test_near_ties),
+        cmocka_unit_test(test_dist_exact),
+        cmocka_unit_test(test_helpers),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
