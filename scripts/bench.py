@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""make bench: seconds per Lloyd iteration, ours vs scikit-learn, measured now.
+
+Same data (n x d float32, the 'manifold' generator: Lloyd keeps moving, so no run
+stops early), same init (the first k rows), tol 0, the same thread count for
+both (OMP_NUM_THREADS, default: all cores, in one MPI rank). Each side runs
+twice, with I1 and I2 iterations; (t2 - t1) / (I2 - I1) is the cost of one
+iteration with start-up, reading and writing cancelled out.
+Prints a table and appends one line per run to results/bench.csv.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ours(path, k, iters, threads):
+    js = os.path.join(ROOT, "results", ".bench-summary.json")
+    if os.path.exists(js):
+        os.remove(js)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    out = os.path.join(ROOT, "results", ".bench-out.h5")
+    t = time.perf_counter()
+    subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none", "-x", "OMP_NUM_THREADS",
+                    os.path.join(ROOT, "bin", "kmeans"), "-i", path, "-k", str(k), "--init",
+                    "first", "--tol", "0", "--max-iter", str(iters), "-q", "-o", out,
+                    "--summary-json", js], check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    with open(js) as f:
+        s = json.loads(f.readline())
+    os.remove(js)
+    os.remove(out)
+    assert s["iterations"] == iters, s
+    return wall, s
+
+
+def sklearn_fit(x, k, iters):
+    from sklearn.cluster import KMeans
+    t = time.perf_counter()
+    km = KMeans(n_clusters=k, init=x[:k], n_init=1, tol=0.0, max_iter=iters,
+                algorithm="lloyd").fit(x)
+    wall = time.perf_counter() - t
+    assert km.n_iter_ == iters, km.n_iter_
+    return wall, km
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--d", type=int, default=32)
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--iters", type=int, nargs=2, default=[5, 25], metavar=("I1", "I2"))
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS",
+                                                                      os.cpu_count())))
+    a = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)      # before numpy/sklearn load
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
+    import h5py
+    import numpy as np
+    import sklearn
+
+    os.makedirs(os.path.join(ROOT, "data"), exist_ok=True)
+    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (a.n, a.d))
+    if not os.path.exists(path):
+        print("bench: generating %s" % path, flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
+                        "--n", str(a.n), "--d", str(a.d), "--kind", "manifold",
+                        "--dtype", "float32", "--seed", "1"], check=True)
+    with h5py.File(path, "r") as f:
+        x = f["data"][()]
+    i1, i2 = a.iters
+    print("bench: %d x %d float32, k=%d, init first, tol 0, %d threads, iterations %d and %d"
+          % (a.n, a.d, a.k, a.threads, i1, i2), flush=True)
+
+    o1, _ = ours(path, a.k, i1, a.threads)
+    o2, s2 = ours(path, a.k, i2, a.threads)
+    s1, _ = sklearn_fit(x, a.k, i1)
+    s2w, km = sklearn_fit(x, a.k, i2)
+    ours_it = (o2 - o1) / (i2 - i1)
+    skl_it = (s2w - s1) / (i2 - i1)
+    rel = abs(s2["inertia"] - km.inertia_) / km.inertia_
+    gterms = 1.0 * a.n * a.k * a.d / ours_it / 1e9     # (x_ij - c_j)^2 terms per second
+
+    print("%-28s %12s %12s" % ("", "s/iteration", "ratio"))
+    print("%-28s %12.4f %12.2f" % ("hpc-kmeans lloyd", ours_it, ours_it / skl_it))
+    print("%-28s %12.4f %12.2f" % ("scikit-learn %s lloyd" % sklearn.__version__, skl_it, 1.0))
+    print("ours: assign %.4f s/iter (%.1f G point-centroid-feature terms/s), "
+          "inertia after %d iterations differs from sklearn's by %.1e relative"
+          % (s2["assign"]["mean"] / i2, gterms, i2, rel))
+    line = ",".join(str(v) for v in [
+        datetime.datetime.now().isoformat(timespec="seconds"), platform.node(),
+        '"%s"' % cpu_name(), a.n, a.d, a.k, a.threads, i1, i2, "%.5f" % ours_it,
+        "%.5f" % skl_it, "%.3f" % (ours_it / skl_it), sklearn.__version__])
+    csv = os.path.join(ROOT, "results", "bench.csv")
+    new = not os.path.exists(csv)
+    with open(csv, "a") as f:
+        if new:
+            f.write("date,host,cpu,n,d,k,threads,iters1,iters2,ours_s_per_iter,"
+                    "sklearn_s_per_iter,ratio,sklearn_version\n")
+        f.write(line + "\n")
+    print("bench: appended to results/bench.csv")
+
+
+if __name__ == "__main__":
+    main()
