@@ -24,7 +24,7 @@ OBJ  := $(SRC:src/%.c=build/%.o)
 LIB  := $(filter-out build/main.o,$(OBJ))
 UNIT := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/*.c))
 
-.PHONY: all test unit integration bench clean install
+.PHONY: all test unit integration bench demo clean install
 all: bin/kmeans
 
 bin/kmeans: $(OBJ)
@@ -46,6 +46,9 @@ integration: bin/kmeans
 	PYTHON=$(PYTHON) bash tests/integration/run.sh
 
 test: unit integration
+
+demo:
+	bash scripts/demo.sh
 
 bench: bin/kmeans
 	$(PYTHON) scripts/bench.py

@@ -9,7 +9,7 @@ void km_report_header(FILE *out, const km_options *opt, const km_block *blk, int
     fprintf(out, "kmeans %s: %s:%s  n=%lld d=%d (%s)  k=%d  init=%s  ranks=%d threads=%d\n",
             KM_VERSION, opt->input, opt->dataset, (long long)blk->n, blk->d, blk->dtype_note,
             k, opt->init_spec, ranks, threads);
-    fprintf(out, "%6s %22s %12s %12s %8s\n", "iter", "inertia", "shift/tol", "changed",
+    fprintf(out, "%6s %22s %12s %12s %8s\n", "iter", "inertia", " rel.shift", "changed",
             "seconds");
 }
 
