@@ -64,7 +64,8 @@ void km_threads_reduce(km_threads *th, double *acc);
 void km_assign_naive(const double *c64, int k, int d, km_precision prec, const void *x,
                      int64_t rows, int32_t *labels, double *acc);
 
-/* ||x_i - c||^2 in float64, summed in the fixed order j = 0..d-1. */
+/* ||x_i - c||^2 in float64, summed in one fixed order (8 lanes, then the tail)
+ * whoever calls it, so it never depends on threads or ranks. */
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c);
 
 /* out[i] = min(out[i], ||x_i - c||^2) for all rows (init = 1: out[i] = dist). */

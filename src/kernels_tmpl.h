@@ -169,6 +169,14 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
     REAL *xt = ws->xt, *part = ws->part;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
+        /* ask for the next row group now: it arrives while this one computes */
+        const int64_t ahead = rows - r0 - RV;
+        if (ahead > 0) {
+            const char *nx = (const char *)(x + (r0 + RV) * d);
+            const size_t bytes = (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL);
+            for (size_t o = 0; o < bytes; o += 64)
+                __builtin_prefetch(nx + o, 0, 3);
+        }
         FN(transpose)(x + r0 * d, nr, d, xt);
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
