@@ -5,11 +5,12 @@
 #ifndef KM_KERNELS_H
 #define KM_KERNELS_H
 #include <stdint.h>
+#include "fixed.h"
 #include "kmeans.h"
 
-/* Per-iteration accumulator layout, one contiguous double buffer so that a
- * single MPI_Allreduce(SUM) combines it: k x d sums, k counts (exact integers
- * in double), inertia, labels changed. */
+/* The result of an assignment pass as fit.c reads it, one double buffer:
+ * k x d sums, k counts, inertia, labels changed. It is unpacked from a
+ * km_acc after the allreduce (km_acc_unpack), so it holds exact totals. */
 static inline size_t km_acc_len(int k, int d) { return (size_t)k * d + k + 2; }
 static inline double *km_acc_counts(double *acc, int k, int d) { return acc + (size_t)k * d; }
 static inline size_t km_acc_inertia(int k, int d) { return (size_t)k * d + k; }
@@ -25,10 +26,35 @@ typedef struct {
     void *cnorm_r;         /* the same in the data precision */
     const double *c64;     /* k x d float64 centroids (not owned): exact distances */
     double cmax;           /* max ||c|| */
+    double *maxabs;        /* d: max |x_ij| over the whole dataset (all ranks) */
+    double *xscale;        /* d: fixed-point scale of the sums (fixed.h) */
+    double iscale;         /* fixed-point scale of the per-row distances */
 } km_centers;
+
+/* Per-thread (and per-rank) exact totals of an assignment pass. */
+typedef struct {
+    int k, d;
+    km_i128 *sums;         /* k x d, in units of 1 / xscale[j] */
+    km_i128 inertia;       /* in units of 1 / iscale */
+    double *counts;        /* k (exact integers) */
+    double changed;
+} km_acc;
+
+km_acc *km_acc_new(int k, int d);
+void km_acc_free(km_acc *a);
+void km_acc_clear(km_acc *a);
+void km_acc_add(km_acc *dst, const km_acc *src);
+/* Doubles an allreduce of the pass carries with `limbs` limbs per value. */
+size_t km_acc_pack_len(int k, int d, int limbs);
+void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf);
+/* The allreduced buffer -> the km_acc_len result layout, in data units. */
+void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res);
 
 int km_panel_width(km_precision prec);
 int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *err);
+/* maxabs[j] = max |x_ij| over every row of every rank (the same everywhere):
+ * fixes the scales of the exact sums. Call once before km_centers_load. */
+void km_centers_set_range(km_centers *kc, const double *maxabs);
 void km_centers_load(km_centers *kc, const double *c64);
 void km_centers_free(km_centers *kc);
 
@@ -42,9 +68,10 @@ int64_t km_default_block_rows(int d, int k, km_precision prec);
 
 /* Assign rows [0, rows) of x (row-major, rows <= block_rows of ws) to their
  * nearest centroid (ties: lowest index), update labels, and add sums, counts,
- * inertia (float64, direct form) and the number of changed labels to acc. */
+ * inertia (float64 direct-form distances, summed exactly) and the number of
+ * changed labels to acc. */
 void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
-                     int32_t *labels, double *acc, km_workspace *ws);
+                     int32_t *labels, km_acc *acc, km_workspace *ws);
 
 /* Threads of one rank: a workspace and an accumulator (km_acc_len doubles)
  * per OpenMP thread, allocated once per run. */
@@ -56,13 +83,13 @@ int km_threads_count(const km_threads *th);
  * threads; each thread adds into its own accumulator. */
 void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                      km_threads *th);
-/* acc = sum of the thread accumulators (in thread order); zero them again. */
-void km_threads_reduce(km_threads *th, double *acc);
+/* acc += the thread accumulators; zero them again. */
+void km_threads_reduce(km_threads *th, km_acc *acc);
 
-/* The reference: exact direct-form float64 distances to every centroid. Same
- * contract as km_assign_block; used by tests. */
-void km_assign_naive(const double *c64, int k, int d, km_precision prec, const void *x,
-                     int64_t rows, int32_t *labels, double *acc);
+/* The reference: exact direct-form float64 distances to every centroid of kc
+ * (its float64 centroids), row by row. Same contract as km_assign_block. */
+void km_assign_naive(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                     km_acc *acc);
 
 /* ||x_i - c||^2 in float64, summed in one fixed order (8 lanes, then the tail)
  * whoever calls it, so it never depends on threads or ranks. */
@@ -86,7 +113,10 @@ void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const do
 /* Index of the first row with a NaN or Inf (column in *col), or -1. */
 int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec, int *col);
 
-/* out[j] += sum_i (x_ij - center_j)^2, or sum_i x_ij when center is NULL. */
-void km_column_moments(const void *x, int64_t rows, int d, km_precision prec,
-                       const double *center, double *out);
+/* out[j] += sum_i round(v_ij * scale[j]) exactly, v_ij = (x_ij - center_j)^2,
+ * or x_ij when center is NULL; |v_ij * scale[j]| must stay below 2^KM_FX_TOP. */
+void km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
+                     const double *center, const double *scale, km_i128 *out);
+/* maxabs[j] = max(maxabs[j], max_i |x_ij|). */
+void km_column_maxabs(const void *x, int64_t rows, int d, km_precision prec, double *maxabs);
 #endif

@@ -9,5 +9,5 @@
 /* Walk the source chunk by chunk; acc (km_acc_len doubles) receives this
  * rank's sums, counts, inertia and changed labels. */
 int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_threads *th,
-                  double *acc, km_error *err);
+                  km_acc *acc, km_error *err);
 #endif

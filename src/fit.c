@@ -22,28 +22,63 @@ typedef struct {
     km_centers kc;
     km_threads *th;
     km_source src;
-    double *acc;       /* km_acc_len + 1 (error flag) */
+    km_acc *tot;       /* this rank's exact totals of a pass */
+    double *pack;      /* tot as limbs (+ 1 error flag): the allreduce buffer */
+    size_t pack_len;
+    int limbs, bits;   /* fixed.h limb layout for this many ranks */
+    double *acc;       /* the allreduced pass in km_acc_len layout */
     size_t acc_len;
     double *old;       /* centroids the current labels refer to */
 } fit_state;
 
-/* Mean over features of the population variance (scikit-learn's tol scale). */
-static double mean_variance(const km_comm *c, const km_block *blk)
+/* Exact column totals over all ranks: out[j] = sum_i v_ij (fixed.h). */
+static void column_total(const fit_state *st, const double *center, const double *scale,
+                         km_i128 *tmp, double *buf, double *out)
 {
+    const km_block *blk = st->blk;
     const int d = blk->d;
-    double *s = calloc(2 * (size_t)d, sizeof(double)), mv = 0;
-    if (!s)
-        return 1.0;
-    km_column_moments(blk->data, blk->rows, d, blk->prec, NULL, s);
-    km_comm_sum(c, s, (size_t)d);
+    memset(tmp, 0, sizeof(km_i128) * (size_t)d);
+    km_column_fixed(blk->data, blk->rows, d, blk->prec, center, scale, tmp);
+    km_fx_pack(tmp, (size_t)d, st->limbs, st->bits, buf);
+    km_comm_sum(st->c, buf, (size_t)d * st->limbs);
+    km_fx_unpack(buf, (size_t)d, st->limbs, st->bits, tmp);
     for (int j = 0; j < d; j++)
-        s[j] /= (double)blk->n;
-    km_column_moments(blk->data, blk->rows, d, blk->prec, s, s + d);
-    km_comm_sum(c, s + d, (size_t)d);
-    for (int j = 0; j < d; j++)
-        mv += s[d + j] / (double)blk->n;
-    free(s);
-    return mv / d;
+        out[j] = km_fx_value(tmp[j], scale[j]);
+}
+
+/* Mean over features of the population variance (scikit-learn's tol scale),
+ * from exact sums: the same value for any ranks x threads layout. */
+static double mean_variance(const fit_state *st)
+{
+    const km_block *blk = st->blk;
+    const int d = blk->d;
+    const double *maxabs = st->kc.maxabs;
+    double *mean = malloc(sizeof(double) * d), *var = malloc(sizeof(double) * d);
+    double *scale = malloc(sizeof(double) * d);
+    double *buf = malloc(sizeof(double) * (size_t)d * st->limbs);
+    km_i128 *tmp = malloc(sizeof(km_i128) * (size_t)d);
+    double mv = 1.0;
+    if (mean && var && scale && buf && tmp) {   /* else the same fallback on every rank */
+        for (int j = 0; j < d; j++)
+            scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
+        column_total(st, NULL, scale, tmp, buf, mean);
+        for (int j = 0; j < d; j++) {
+            mean[j] /= (double)blk->n;
+            double m = maxabs[j] + fabs(mean[j]);
+            scale[j] = km_fx_scale(m * m * (1 + 0x1p-40), KM_FX_TOP);
+        }
+        column_total(st, mean, scale, tmp, buf, var);
+        mv = 0;
+        for (int j = 0; j < d; j++)
+            mv += var[j] / (double)blk->n;
+        mv /= d;
+    }
+    free(mean);
+    free(var);
+    free(scale);
+    free(buf);
+    free(tmp);
+    return mv;
 }
 
 /* Assignment pass + the iteration's allreduce; returns the agreed error. */
@@ -52,14 +87,17 @@ static int assign_reduce(fit_state *st, const double *centroids, int32_t *labels
 {
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
-    int rc = km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->acc, err);
-    st->acc[st->acc_len] = rc ? 1.0 : 0.0;
+    km_acc_clear(st->tot);
+    int rc = km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
+    km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
+    st->pack[st->pack_len] = rc ? 1.0 : 0.0;
     double t1 = km_now();
-    km_comm_sum(st->c, st->acc, st->acc_len + 1);
+    km_comm_sum(st->c, st->pack, st->pack_len + 1);
     tm->t[KM_T_ASSIGN] += t1 - t0;
     tm->t[KM_T_ALLREDUCE] += km_now() - t1;
-    if (st->acc[st->acc_len] > 0)
+    if (st->pack[st->pack_len] > 0)
         return km_comm_agree(st->c, err);
+    km_acc_unpack(st->pack, &st->kc, st->limbs, st->bits, st->acc);
     return 0;
 }
 
@@ -144,17 +182,27 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
     st->blk = blk;
     int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
                                          : km_default_block_rows(blk->d, k, blk->prec);
+    km_fx_limbs(c->size, &st->limbs, &st->bits);
     if (!km_centers_init(&st->kc, k, blk->d, blk->prec, err)) {
         st->acc_len = km_acc_len(k, blk->d);
-        st->acc = malloc(sizeof(double) * (st->acc_len + 1));
+        st->acc = malloc(sizeof(double) * st->acc_len);
+        st->pack_len = km_acc_pack_len(k, blk->d, st->limbs);
+        st->pack = malloc(sizeof(double) * (st->pack_len + 1));
+        st->tot = km_acc_new(k, blk->d);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
         st->th = km_threads_new(&st->kc, block_rows);
-        if (!st->acc || !st->old || !st->th)
+        if (!st->acc || !st->pack || !st->tot || !st->old || !st->th)
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
                     "k=%d x d=%d per thread", c->rank, k, blk->d);
     }
     km_source_memory(&st->src, blk, block_rows, KM_CHUNK_BYTES);
-    return km_comm_agree(c, err);
+    if (km_comm_agree(c, err))
+        return err->code;
+    /* the scales of the exact sums: max |x_ij| over all ranks */
+    km_column_maxabs(blk->data, blk->rows, blk->d, blk->prec, st->kc.maxabs);
+    km_comm_max(c, st->kc.maxabs, (size_t)blk->d);
+    km_centers_set_range(&st->kc, st->kc.maxabs);
+    return 0;
 }
 
 static void fit_teardown(fit_state *st)
@@ -162,6 +210,8 @@ static void fit_teardown(fit_state *st)
     km_centers_free(&st->kc);
     km_threads_free(st->th);
     free(st->acc);
+    free(st->pack);
+    km_acc_free(st->tot);
     free(st->old);
 }
 
@@ -186,7 +236,7 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
     }
     for (int64_t i = 0; i < blk->rows; i++)
         labels[i] = -1;
-    res->mean_variance = mean_variance(c, blk);
+    res->mean_variance = mean_variance(&st);
     const double scale = res->mean_variance > 0 ? res->mean_variance : 1.0;
     for (int iter = 1; res->stop == KM_STOP_NONE; iter++) {
         double t0 = km_now();

@@ -54,6 +54,13 @@ typedef int64_t vi64 __attribute__((vector_size(KM_VBYTES)));
 struct km_workspace {
     void *xt;          /* d x (2 vectors of rows): one transposed row group */
     void *part;        /* partial dot products of a row group between d-blocks */
+    int k, d;
+    uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
+    int32_t *runcount; /* k: rows in run[c], at most KM_FX_RUN */
+    int *touched;      /* clusters with runcount > 0 */
+    int ntouched;
+    uint64_t irun;     /* the same for the distances (inertia) */
+    int32_t irows;
 };
 
 static void *alloc64(size_t bytes)
@@ -66,10 +73,12 @@ static size_t prec_size(km_precision prec) { return prec == KM_F32 ? 4 : 8; }
 
 /* The exact distance ||x - c||^2 in float64, in one fixed order (two 4-lane
  * accumulators, lanes summed pairwise, then the d % 8 tail), so its value
- * depends only on x, c and d: never on where the point sits. With sums !=
- * NULL it also adds x into sums (the update of the chosen cluster). */
+ * depends only on x, c and d: never on where the point sits. With run != NULL
+ * it also adds x, as fixed-point bits (fixed.h), to run: the update of the
+ * chosen cluster. */
 typedef float v4f __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
+typedef uint64_t v4u __attribute__((vector_size(32)));
 
 static inline v4d load4(const void *x, int j, km_precision prec)
 {
@@ -83,8 +92,20 @@ static inline v4d load4(const void *x, int j, km_precision prec)
     return v;
 }
 
+static inline void run_add4(uint64_t *run, const double *scale, int j, v4d x)
+{
+    v4d sc, y;
+    v4u r;
+    memcpy(&sc, scale + j, sizeof sc);
+    y = x * sc + KM_FX_MAGIC;          /* the product is exact (scale = 2^m) */
+    memcpy(&r, run + j, sizeof r);
+    r += (v4u)y;
+    memcpy(run + j, &r, sizeof r);
+}
+
 static inline double dist_row(const void *restrict x, const double *restrict c, int d,
-                              km_precision prec, double *restrict sums)
+                              km_precision prec, const double *restrict scale,
+                              uint64_t *restrict run)
 {
     v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
     int j = 0;
@@ -95,14 +116,9 @@ static inline double dist_row(const void *restrict x, const double *restrict c, 
         v4d t0 = x0 - c0, t1 = x1 - c1;
         a0 += t0 * t0;
         a1 += t1 * t1;
-        if (sums) {
-            v4d s0, s1;
-            memcpy(&s0, sums + j, sizeof s0);
-            memcpy(&s1, sums + j + 4, sizeof s1);
-            s0 += x0;
-            s1 += x1;
-            memcpy(sums + j, &s0, sizeof s0);
-            memcpy(sums + j + 4, &s1, sizeof s1);
+        if (run) {
+            run_add4(run, scale, j, x0);
+            run_add4(run, scale, j + 4, x1);
         }
     }
     double s = ((a0[0] + a1[0]) + (a0[1] + a1[1])) + ((a0[2] + a1[2]) + (a0[3] + a1[3]));
@@ -110,16 +126,71 @@ static inline double dist_row(const void *restrict x, const double *restrict c, 
         double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
         double t = xj - c[j];
         s += t * t;
-        if (sums)
-            sums[j] += xj;
+        if (run)
+            run[j] += km_fx_bits(xj, scale[j]);
     }
     return s;
+}
+
+/* Move cluster c's run into the exact totals. */
+static void flush_cluster(km_workspace *ws, km_acc *acc, int c)
+{
+    const int d = ws->d;
+    const uint64_t off = (uint64_t)ws->runcount[c] * KM_FX_MAGIC_BITS;
+    uint64_t *run = ws->run + (size_t)c * d;
+    km_i128 *sum = acc->sums + (size_t)c * d;
+    for (int j = 0; j < d; j++) {
+        sum[j] += (int64_t)(run[j] - off);   /* mod 2^64; |true sum| < 2^62 */
+        run[j] = 0;
+    }
+    ws->runcount[c] = 0;
+}
+
+static void flush_inertia(km_workspace *ws, km_acc *acc)
+{
+    acc->inertia += (int64_t)(ws->irun - (uint64_t)ws->irows * KM_FX_MAGIC_BITS);
+    ws->irun = 0;
+    ws->irows = 0;
+}
+
+/* Everything the workspace still holds goes into acc. */
+static void flush_runs(km_workspace *ws, km_acc *acc)
+{
+    for (int t = 0; t < ws->ntouched; t++)
+        if (ws->runcount[ws->touched[t]])
+            flush_cluster(ws, acc, ws->touched[t]);
+    ws->ntouched = 0;
+    flush_inertia(ws, acc);
+}
+
+/* Row x goes to cluster c: its fixed-point sums, count, exact distance. Runs
+ * stay in the workspace until KM_FX_RUN rows or flush_runs. */
+static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
+                            km_acc *acc, km_workspace *ws)
+{
+    const int d = kc->d;
+    if (ws->runcount[c] == 0)
+        ws->touched[ws->ntouched++] = c;
+    else if (ws->runcount[c] == KM_FX_RUN)
+        flush_cluster(ws, acc, c);   /* stays in touched */
+    if (ws->irows == KM_FX_RUN)
+        flush_inertia(ws, acc);
+    const double e = dist_row(xr, kc->c64 + (size_t)c * d, d, kc->prec, kc->xscale,
+                              ws->run + (size_t)c * d);
+    ws->runcount[c]++;
+    ws->irun += km_fx_bits(e, kc->iscale);
+    ws->irows++;
+    acc->counts[c] += 1.0;
+    if (*label != c) {
+        acc->changed += 1.0;
+        *label = c;
+    }
 }
 
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c)
 {
     const char *row = (const char *)x + (size_t)i * (size_t)d * prec_size(prec);
-    return dist_row(row, c, d, prec, NULL);
+    return dist_row(row, c, d, prec, NULL, NULL);
 }
 
 #define REAL float
@@ -175,11 +246,22 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
     kc->panels = alloc64((size_t)kc->kp * d * prec_size(prec));
     kc->cnorm = malloc(sizeof(double) * (size_t)kc->kp);
     kc->cnorm_r = alloc64((size_t)kc->kp * prec_size(prec));
-    if (!kc->panels || !kc->cnorm || !kc->cnorm_r) {
+    kc->maxabs = calloc((size_t)d, sizeof(double));
+    kc->xscale = malloc(sizeof(double) * (size_t)d);
+    if (!kc->panels || !kc->cnorm || !kc->cnorm_r || !kc->maxabs || !kc->xscale) {
         km_centers_free(kc);
         return km_fail(err, KM_ERR_MEMORY, "out of memory for %d x %d centroids", k, d);
     }
+    km_centers_set_range(kc, kc->maxabs);
     return 0;
+}
+
+void km_centers_set_range(km_centers *kc, const double *maxabs)
+{
+    for (int j = 0; j < kc->d; j++) {
+        kc->maxabs[j] = maxabs[j];
+        kc->xscale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
+    }
 }
 
 void km_centers_load(km_centers *kc, const double *c64)
@@ -198,6 +280,15 @@ void km_centers_load(km_centers *kc, const double *c64)
         if (sqrt(s) > kc->cmax)
             kc->cmax = sqrt(s);
     }
+    /* every distance is below sum_j (|x|max_j + |c|max_j)^2: 2^60 after scaling */
+    double bound = 0;
+    for (int j = 0; j < kc->d; j++) {
+        double m = kc->maxabs[j];
+        for (int c = 0; c < kc->k; c++)
+            m = fmax(m, fabs(c64[(size_t)c * kc->d + j]));
+        bound += 4 * m * m;
+    }
+    kc->iscale = km_fx_scale(bound * (1 + 0x1p-40), KM_FX_TOP);
     if (kc->prec == KM_F32)
         load_panels_f32(kc, c64);
     else
@@ -209,6 +300,9 @@ void km_centers_free(km_centers *kc)
     free(kc->panels);
     free(kc->cnorm);
     free(kc->cnorm_r);
+    free(kc->maxabs);
+    free(kc->xscale);
+    kc->maxabs = kc->xscale = NULL;
     kc->panels = NULL;
     kc->cnorm = NULL;
     kc->cnorm_r = NULL;
@@ -238,7 +332,12 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     const size_t rv = (size_t)rows_per_group(kc->prec), es = prec_size(kc->prec);
     ws->xt = alloc64(rv * (size_t)kc->d * es);
     ws->part = alloc64(rv * CG * es);
-    if (!ws->xt || !ws->part) {
+    ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
+    ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
+    ws->touched = malloc(sizeof(int) * (size_t)kc->k);
+    ws->k = kc->k;
+    ws->d = kc->d;
+    if (!ws->xt || !ws->part || !ws->run || !ws->runcount || !ws->touched) {
         km_workspace_free(ws);
         return NULL;
     }
@@ -251,24 +350,27 @@ void km_workspace_free(km_workspace *ws)
         return;
     free(ws->xt);
     free(ws->part);
+    free(ws->run);
+    free(ws->runcount);
+    free(ws->touched);
     free(ws);
 }
 
 void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
-                     int32_t *labels, double *acc, km_workspace *ws)
+                     int32_t *labels, km_acc *acc, km_workspace *ws)
 {
     if (kc->prec == KM_F32)
         assign_block_f32(kc, x, rows, labels, acc, ws);
     else
         assign_block_f64(kc, x, rows, labels, acc, ws);
+    flush_runs(ws, acc);
 }
 
 struct km_threads {
     int n;
     int64_t block_rows;
-    size_t acc_len;
     km_workspace **ws;
-    double **acc;
+    km_acc **acc;
 };
 
 void km_threads_free(km_threads *th)
@@ -279,7 +381,7 @@ void km_threads_free(km_threads *th)
         if (th->ws)
             km_workspace_free(th->ws[t]);
         if (th->acc)
-            free(th->acc[t]);
+            km_acc_free(th->acc[t]);
     }
     free(th->ws);
     free(th->acc);
@@ -293,7 +395,6 @@ km_threads *km_threads_new(const km_centers *kc, int64_t block_rows)
         return NULL;
     th->n = omp_get_max_threads();
     th->block_rows = block_rows;
-    th->acc_len = km_acc_len(kc->k, kc->d);
     th->ws = calloc((size_t)th->n, sizeof *th->ws);
     th->acc = calloc((size_t)th->n, sizeof *th->acc);
     if (!th->ws || !th->acc) {
@@ -304,11 +405,9 @@ km_threads *km_threads_new(const km_centers *kc, int64_t block_rows)
 #pragma omp parallel reduction(&& : ok)
     {   /* each thread allocates and first touches its own scratch (NUMA) */
         int t = omp_get_thread_num();
-        th->ws[t] = km_workspace_new(kc, block_rows);
-        th->acc[t] = alloc64(sizeof(double) * th->acc_len);
+        th->ws[t] = km_workspace_new(kc, th->block_rows);
+        th->acc[t] = km_acc_new(kc->k, kc->d);
         ok = th->ws[t] && th->acc[t];
-        if (th->acc[t])
-            memset(th->acc[t], 0, sizeof(double) * th->acc_len);
     }
     if (!ok) {
         km_threads_free(th);
@@ -332,19 +431,96 @@ void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t 
     for (int64_t b = 0; b < nblocks; b++) {
         const int t = omp_get_thread_num();
         const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;
-        km_assign_block(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + r0,
-                        th->acc[t], th->ws[t]);
+        const void *xb = (const char *)x + (size_t)r0 * rowbytes;
+        if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
+            assign_block_f32(kc, xb, nr, labels + r0, th->acc[t], th->ws[t]);
+        else
+            assign_block_f64(kc, xb, nr, labels + r0, th->acc[t], th->ws[t]);
     }
 }
 
-void km_threads_reduce(km_threads *th, double *acc)
+void km_threads_reduce(km_threads *th, km_acc *acc)
 {
-    memset(acc, 0, sizeof(double) * th->acc_len);
     for (int t = 0; t < th->n; t++) {
-        for (size_t i = 0; i < th->acc_len; i++)
-            acc[i] += th->acc[t][i];
-        memset(th->acc[t], 0, sizeof(double) * th->acc_len);
+        flush_runs(th->ws[t], th->acc[t]);
+        km_acc_add(acc, th->acc[t]);
+        km_acc_clear(th->acc[t]);
     }
+}
+
+km_acc *km_acc_new(int k, int d)
+{
+    km_acc *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->k = k;
+    a->d = d;
+    a->sums = calloc((size_t)k * d, sizeof(km_i128));
+    a->counts = calloc((size_t)k, sizeof(double));
+    if (!a->sums || !a->counts) {
+        km_acc_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void km_acc_free(km_acc *a)
+{
+    if (!a)
+        return;
+    free(a->sums);
+    free(a->counts);
+    free(a);
+}
+
+void km_acc_clear(km_acc *a)
+{
+    memset(a->sums, 0, sizeof(km_i128) * (size_t)a->k * a->d);
+    memset(a->counts, 0, sizeof(double) * (size_t)a->k);
+    a->inertia = 0;
+    a->changed = 0;
+}
+
+void km_acc_add(km_acc *dst, const km_acc *src)
+{
+    const size_t kd = (size_t)dst->k * dst->d;
+    for (size_t i = 0; i < kd; i++)
+        dst->sums[i] += src->sums[i];
+    for (int c = 0; c < dst->k; c++)
+        dst->counts[c] += src->counts[c];
+    dst->inertia += src->inertia;
+    dst->changed += src->changed;
+}
+
+/* Buffer: (k*d sums + inertia) x limbs, then k counts, then changed. */
+size_t km_acc_pack_len(int k, int d, int limbs)
+{
+    return ((size_t)k * d + 1) * limbs + k + 1;
+}
+
+void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
+{
+    const size_t kd = (size_t)a->k * a->d;
+    km_fx_pack(a->sums, kd, limbs, bits, buf);
+    km_fx_pack(&a->inertia, 1, limbs, bits, buf + kd * limbs);
+    memcpy(buf + (kd + 1) * limbs, a->counts, sizeof(double) * (size_t)a->k);
+    buf[(kd + 1) * limbs + a->k] = a->changed;
+}
+
+void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res)
+{
+    const int k = kc->k, d = kc->d;
+    const size_t kd = (size_t)k * d;
+    for (size_t i = 0; i < kd; i++) {
+        km_i128 v;
+        km_fx_unpack(buf + i * limbs, 1, limbs, bits, &v);
+        res[i] = km_fx_value(v, kc->xscale[i % d]);
+    }
+    km_i128 in;
+    km_fx_unpack(buf + kd * limbs, 1, limbs, bits, &in);
+    memcpy(km_acc_counts(res, k, d), buf + (kd + 1) * limbs, sizeof(double) * (size_t)k);
+    res[km_acc_inertia(k, d)] = km_fx_value(in, kc->iscale);
+    res[km_acc_changed(k, d)] = buf[(kd + 1) * limbs + k];
 }
 
 static double row_value(const void *x, int64_t i, int d, int j, km_precision prec)
@@ -353,29 +529,28 @@ static double row_value(const void *x, int64_t i, int d, int j, km_precision pre
                           : ((const double *)x)[i * d + j];
 }
 
-void km_assign_naive(const double *c64, int k, int d, km_precision prec, const void *x,
-                     int64_t rows, int32_t *labels, double *acc)
+void km_assign_naive(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                     km_acc *acc)
 {
-    double *counts = km_acc_counts(acc, k, d);
+    const int k = kc->k, d = kc->d;
+    km_workspace *ws = km_workspace_new(kc, 1);
+    if (!ws)
+        abort();   /* test-only reference */
     for (int64_t i = 0; i < rows; i++) {
         double best = INFINITY;
         int bi = 0;
         for (int c = 0; c < k; c++) {
-            double e = km_dist_exact(x, i, d, prec, c64 + (size_t)c * d);
+            double e = km_dist_exact(x, i, d, kc->prec, kc->c64 + (size_t)c * d);
             if (e < best) {
                 best = e;
                 bi = c;
             }
         }
-        dist_row((const char *)x + (size_t)i * d * prec_size(prec), c64 + (size_t)bi * d, d,
-                 prec, acc + (size_t)bi * d);
-        counts[bi] += 1.0;
-        acc[km_acc_inertia(k, d)] += best;
-        if (labels[i] != bi) {
-            acc[km_acc_changed(k, d)] += 1.0;
-            labels[i] = bi;
-        }
+        take_row(kc, (const char *)x + (size_t)i * d * prec_size(kc->prec), bi, labels + i,
+                 acc, ws);
     }
+    flush_runs(ws, acc);
+    km_workspace_free(ws);
 }
 
 void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
@@ -475,25 +650,47 @@ int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec,
     return first;
 }
 
-void km_column_moments(const void *x, int64_t rows, int d, km_precision prec,
-                       const double *center, double *out)
+void km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
+                     const double *center, const double *scale, km_i128 *out)
 {
 #pragma omp parallel
     {
-        double *mine = calloc((size_t)d, sizeof(double));
+        uint64_t *run = calloc((size_t)d, sizeof(uint64_t));
+        km_i128 *mine = calloc((size_t)d, sizeof(km_i128));
+        int64_t n = 0;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < rows; i++)
+        for (int64_t i = 0; i < rows; i++) {
             for (int j = 0; j < d; j++) {
                 double v = row_value(x, i, d, j, prec);
-                if (center) {
-                    v -= center[j];
-                    v *= v;
-                }
-                mine[j] += v;
+                if (center)
+                    v = (v - center[j]) * (v - center[j]);
+                run[j] += km_fx_bits(v, scale[j]);
             }
+            if (++n == KM_FX_RUN) {
+                for (int j = 0; j < d; j++) {
+                    mine[j] += (int64_t)(run[j] - (uint64_t)n * KM_FX_MAGIC_BITS);
+                    run[j] = 0;
+                }
+                n = 0;
+            }
+        }
+        for (int j = 0; j < d; j++)
+            mine[j] += (int64_t)(run[j] - (uint64_t)n * KM_FX_MAGIC_BITS);
 #pragma omp critical
         for (int j = 0; j < d; j++)
-            out[j] += mine[j];
+            out[j] += mine[j];   /* integers: the order does not matter */
+        free(run);
         free(mine);
     }
+}
+
+void km_column_maxabs(const void *x, int64_t rows, int d, km_precision prec, double *maxabs)
+{
+#pragma omp parallel for schedule(static) reduction(max: maxabs[:d])
+    for (int64_t i = 0; i < rows; i++)
+        for (int j = 0; j < d; j++)
+        {
+            const double v = fabs(row_value(x, i, d, j, prec));   /* data is finite */
+            maxabs[j] = v > maxabs[j] ? v : maxabs[j];
+        }
 }

@@ -139,7 +139,7 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, REAL *restr
 /* Finish one row: certify or recheck the argmin, then add the row to its
  * cluster's sums and its exact distance to the inertia. */
 static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL second,
-                           REAL lim, int bi, int32_t *label, double *restrict acc)
+                           REAL lim, int bi, int32_t *label, km_acc *acc, km_workspace *ws)
 {
     const int k = kc->k, d = kc->d;
     if (!(second > lim)) {   /* near-tie (or overflow): exact distances decide */
@@ -152,17 +152,11 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
             }
         }
     }
-    const double dbest = dist_row(xr, kc->c64 + (size_t)bi * d, d, PREC, acc + (size_t)bi * d);
-    km_acc_counts(acc, k, d)[bi] += 1.0;
-    acc[km_acc_inertia(k, d)] += dbest;
-    if (*label != bi) {
-        acc[km_acc_changed(k, d)] += 1.0;
-        *label = bi;
-    }
+    take_row(kc, xr, bi, label, acc, ws);
 }
 
 static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64_t rows,
-                             int32_t *restrict labels, double *restrict acc,
+                             int32_t *restrict labels, km_acc *acc,
                              km_workspace *ws)
 {
     const int d = kc->d, ng = kc->kp / CG;
@@ -206,7 +200,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
         for (int64_t i = 0; i < nr; i++) {
             const int h = (int)(i / VL), l = (int)(i % VL);
             FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
-                           labels + r0 + i, acc);
+                           labels + r0 + i, acc, ws);
         }
     }
 }

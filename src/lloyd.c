@@ -3,7 +3,7 @@
 #include "lloyd.h"
 
 int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_threads *th,
-                  double *acc, km_error *err)
+                  km_acc *acc, km_error *err)
 {
     for (int64_t first = 0; first < src->rows; first += src->chunk_rows) {
         const int64_t n = src->rows - first < src->chunk_rows ? src->rows - first

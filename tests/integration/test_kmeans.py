@@ -197,6 +197,45 @@ class SeededInit(unittest.TestCase):
         self.assertLess(r.inertia, 400 * 3 * 0.01 * 1.5)
 
 
+class Reproducible(unittest.TestCase):
+    """Bit-for-bit the same output for every ranks x threads x chunk size."""
+
+    def test_bitwise_identical(self):
+        import subprocess
+        rng = np.random.default_rng(9)
+        n, d = 30011, 6
+        # magnitudes from 1e-3 to 1e9 per element: float64 sums depend on their order
+        x = rng.standard_normal((n, d)) * 10.0 ** rng.integers(-3, 10, size=(n, d))
+        x[:, 0] += 1e6 * rng.integers(0, 4, size=n)          # some cluster structure
+        col = x[:, 1]
+        plain = {col.sum(), col[::-1].sum(), sum(col[i::3].sum() for i in range(3)),
+                 float(np.add.reduce(col.reshape(-1, 1)[:, 0][np.argsort(-np.abs(col))]))}
+        self.assertGreater(len(plain), 1, "premise: plain sums differ by order")
+        path = write_h5(TMP("repro.h5"), x)
+        outs = []
+        for ranks in (1, 2, 3, 4):
+            for threads in (1, 2):
+                for chunk in ("64", "1000"):
+                    out = TMP("repro-%d-%d-%s.h5" % (ranks, threads, chunk))
+                    Run(self, ranks, threads, ["-i", path, "-k", "7", "--seed", "5", "--tol",
+                                               "0", "--max-iter", "40", "-q", "--chunk-rows",
+                                               chunk], out)
+                    outs.append(out)
+        ref = outs[0]
+        objects = ["/centroids", "/labels", "/cluster_sizes", "/history/inertia",
+                   "/history/shift", "/history/changed", "/history/empty"]
+        ref_attrs = read_result(ref)["attrs"]
+        for out in outs[1:]:
+            for obj in objects:
+                p = subprocess.run(["h5diff", ref, out, obj], capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, "%s %s differs from %s: %s"
+                                 % (out, obj, ref, p.stdout[:300]))
+            attrs = read_result(out)["attrs"]
+            for key, v in ref_attrs.items():
+                if key not in ("ranks", "threads"):
+                    self.assertEqual(attrs[key], v, "%s attribute %s" % (out, key))
+
+
 class OutputAndReporting(unittest.TestCase):
     def test_layout_and_progress(self):
         x = datasets.load_iris().data

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <omp.h>
 #include "kernels.h"
 
 static uint64_t rng_state;
@@ -44,8 +45,27 @@ static long double ref_dist(const void *x, km_precision prec, int64_t i, int d, 
     return s;
 }
 
-/* Run the fast kernel through the thread layer (as lloyd.c does) and the naive
- * kernel on the same input; compare, and check naive against long double. */
+static void set_range(km_centers *kc, const void *x, int64_t n)
+{
+    double *m = calloc((size_t)kc->d, sizeof(double));
+    km_column_maxabs(x, n, kc->d, kc->prec, m);
+    km_centers_set_range(kc, m);
+    free(m);
+}
+
+/* One pass of the fast kernel through the thread layer (as lloyd.c does). */
+static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
+                      int32_t *labels, km_acc *acc)
+{
+    km_threads *th = km_threads_new(kc, block_rows);
+    assert_non_null(th);
+    km_assign_chunk(kc, x, n, labels, th);
+    km_threads_reduce(th, acc);
+    km_threads_free(th);
+}
+
+/* Fast and naive kernels on the same input must agree bit for bit (labels,
+ * exact sums, counts, inertia); the naive one is checked against long double. */
 static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block_rows,
                        const double *x64, const double *c64)
 {
@@ -53,19 +73,16 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
     km_error err = {0};
     km_centers kc;
     assert_int_equal(km_centers_init(&kc, k, d, prec, &err), 0);
+    set_range(&kc, x, n);
     km_centers_load(&kc, c64);
-    km_threads *th = km_threads_new(&kc, block_rows);
-    assert_non_null(th);
 
-    size_t len = km_acc_len(k, d);
-    double *acc_fast = calloc(len, sizeof(double)), *acc_naive = calloc(len, sizeof(double));
+    km_acc *fast = km_acc_new(k, d), *naive = km_acc_new(k, d);
     int32_t *lab_fast = malloc(n * sizeof(int32_t)), *lab_naive = malloc(n * sizeof(int32_t));
     for (int64_t i = 0; i < n; i++)
         lab_fast[i] = lab_naive[i] = (int32_t)(i % 3) - 1;   /* some start labels, some -1 */
 
-    km_assign_chunk(&kc, x, n, lab_fast, th);
-    km_threads_reduce(th, acc_fast);
-    km_assign_naive(c64, k, d, prec, x, n, lab_naive, acc_naive);
+    fast_pass(&kc, x, n, block_rows, lab_fast, fast);
+    km_assign_naive(&kc, x, n, lab_naive, naive);
 
     for (int64_t i = 0; i < n; i++) {
         if (lab_fast[i] != lab_naive[i])
@@ -73,6 +90,11 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
                      (int)prec, (long long)n, d, k, (long long)block_rows, (long long)i,
                      lab_fast[i], lab_naive[i]);
     }
+    assert_memory_equal(fast->sums, naive->sums, sizeof(km_i128) * k * d);
+    assert_memory_equal(fast->counts, naive->counts, sizeof(double) * k);
+    assert_true(fast->inertia == naive->inertia);
+    assert_true(fast->changed == naive->changed);
+
     /* naive vs long double: the chosen centroid is a true minimiser up to rounding */
     long double inertia = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -86,36 +108,31 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
         assert_true(chosen <= best * (1 + 1e-12L) + 1e-300L);
         inertia += chosen;
     }
-    double *cnt_f = km_acc_counts(acc_fast, k, d), *cnt_n = km_acc_counts(acc_naive, k, d);
-    for (int c = 0; c < k; c++)
-        assert_true(cnt_f[c] == cnt_n[c]);
     for (int c = 0; c < k; c++) {
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < n; i++)
+            cnt += lab_naive[i] == c;
+        assert_true(naive->counts[c] == (double)cnt);
         for (int j = 0; j < d; j++) {
-            long double s = 0, sabs = 0;
-            for (int64_t i = 0; i < n; i++) {
-                if (lab_naive[i] == c) {
+            long double s = 0;
+            for (int64_t i = 0; i < n; i++)
+                if (lab_naive[i] == c)
                     s += value(x, prec, (size_t)i * d + j);
-                    sabs += fabsl(value(x, prec, (size_t)i * d + j));
-                }
-            }
-            double tol = 1e-13 * (double)sabs + 1e-300;
-            assert_true(fabs(acc_fast[(size_t)c * d + j] - (double)s) <= tol);
-            assert_true(fabs(acc_naive[(size_t)c * d + j] - (double)s) <= tol);
+            /* each element is rounded to 2^-50 of the column's max |x| */
+            double got = km_fx_value(naive->sums[(size_t)c * d + j], kc.xscale[j]);
+            double tol = (double)cnt * 0.5 / kc.xscale[j] + 1e-15 * fabs((double)s);
+            assert_true(fabs(got - (double)s) <= tol);
         }
     }
-    double inf_f = acc_fast[km_acc_inertia(k, d)], inf_n = acc_naive[km_acc_inertia(k, d)];
-    assert_true(fabs(inf_f - (double)inertia) <= 1e-12 * (double)inertia + 1e-300);
-    assert_true(fabs(inf_n - (double)inertia) <= 1e-12 * (double)inertia + 1e-300);
-    assert_true(acc_fast[km_acc_changed(k, d)] == acc_naive[km_acc_changed(k, d)]);
+    double in = km_fx_value(naive->inertia, kc.iscale);
+    assert_true(fabs(in - (double)inertia) <= 1e-12 * (double)inertia + n / kc.iscale);
 
     /* a second pass with unchanged centroids changes no label */
-    memset(acc_fast, 0, len * sizeof(double));
-    km_assign_chunk(&kc, x, n, lab_fast, th);
-    km_threads_reduce(th, acc_fast);
-    assert_true(acc_fast[km_acc_changed(k, d)] == 0.0);
+    km_acc_clear(fast);
+    fast_pass(&kc, x, n, block_rows, lab_fast, fast);
+    assert_true(fast->changed == 0.0);
 
-    free(acc_fast); free(acc_naive); free(lab_fast); free(lab_naive); free(x);
-    km_threads_free(th);
+    km_acc_free(fast); km_acc_free(naive); free(lab_fast); free(lab_naive); free(x);
     km_centers_free(&kc);
 }
 
@@ -183,21 +200,21 @@ static void test_ties(void **state)
         km_error err = {0};
         void *x = make_data((km_precision)p, n, d, x64);
         km_centers_init(&kc, k, d, (km_precision)p, &err);
+        set_range(&kc, x, n);
         km_centers_load(&kc, c64);
-        km_threads *th = km_threads_new(&kc, 16);
         int32_t *lab = malloc(n * sizeof(int32_t));
-        double *acc = calloc(km_acc_len(k, d), sizeof(double));
+        km_acc *acc = km_acc_new(k, d);
         for (int64_t i = 0; i < n; i++)
             lab[i] = -1;
-        km_assign_chunk(&kc, x, n, lab, th);
+        fast_pass(&kc, x, n, 16, lab, acc);
         for (int64_t i = 0; i < n; i++) {
             int v = (int)(i % 5);    /* 0 -> copy group 0, 1 -> tie of 0/2 -> group 0, ... */
             int expect = (v / 2) * 3; /* lowest index of the nearest group */
             assert_int_equal(lab[i], expect);
         }
-        km_threads_free(th);
         km_centers_free(&kc);
-        free(lab); free(acc); free(x); free(x64);
+        km_acc_free(acc);
+        free(lab); free(x); free(x64);
     }
 }
 
@@ -223,6 +240,72 @@ static void test_near_ties(void **state)
         free(c64);
         free(x64);
     }
+}
+
+/* Values of wildly different magnitude: plain float64 sums depend on the order,
+ * the kernel's exact totals must not (any block size, any thread count). */
+static void test_order_independent(void **state)
+{
+    (void)state;
+    const int64_t n = 20011;
+    const int d = 3, k = 2;
+    rng_state = 77;
+    double *x = malloc(sizeof(double) * n * d), c[6] = {0, 0, 0, 1e6, 1e6, 1e6};
+    for (int64_t i = 0; i < n * d; i++)
+        x[i] = (unif() - 0.5) * pow(10.0, (int)(unif() * 14) - 4);
+    double fwd = 0, bwd = 0;   /* the premise: order changes a plain sum */
+    for (int64_t i = 0; i < n; i++)
+        fwd += x[i * d];
+    for (int64_t i = n - 1; i >= 0; i--)
+        bwd += x[i * d];
+    assert_true(fwd != bwd);
+    km_centers kc;
+    km_error err = {0};
+    km_centers_init(&kc, k, d, KM_F64, &err);
+    set_range(&kc, x, n);
+    km_centers_load(&kc, c);
+    int32_t *lab = malloc(sizeof(int32_t) * n);
+    km_acc *ref = km_acc_new(k, d), *a = km_acc_new(k, d);
+    for (int64_t i = 0; i < n; i++)
+        lab[i] = -1;
+    fast_pass(&kc, x, n, 16, lab, ref);
+    const int64_t blocks[] = {1, 17, 1000, 4096, 100000};
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        for (int b = 0; b < 5; b++) {
+            km_acc_clear(a);
+            for (int64_t i = 0; i < n; i++)
+                lab[i] = -1;
+            fast_pass(&kc, x, n, blocks[b], lab, a);
+            assert_memory_equal(a->sums, ref->sums, sizeof(km_i128) * k * d);
+            assert_true(a->inertia == ref->inertia);
+        }
+    }
+    /* split rows like ranks would, then add the parts */
+    km_acc_clear(a);
+    for (int64_t i = 0; i < n; i++)
+        lab[i] = -1;
+    fast_pass(&kc, x, 7001, 64, lab, a);
+    fast_pass(&kc, x + 7001 * d, n - 7001, 64, lab + 7001, a);
+    assert_memory_equal(a->sums, ref->sums, sizeof(km_i128) * k * d);
+    assert_true(a->inertia == ref->inertia);
+    /* and through the limb packing an allreduce uses */
+    int limbs, bits;
+    km_fx_limbs(3, &limbs, &bits);
+    double *buf = calloc(km_acc_pack_len(k, d, limbs), sizeof(double));
+    double *res = malloc(sizeof(double) * km_acc_len(k, d));
+    km_acc_pack(ref, limbs, bits, buf);
+    km_acc_unpack(buf, &kc, limbs, bits, res);
+    for (int j = 0; j < k * d; j++)
+        assert_true(res[j] == km_fx_value(ref->sums[j], kc.xscale[j % d]));
+    assert_true(res[km_acc_inertia(k, d)] == km_fx_value(ref->inertia, kc.iscale));
+    km_i128 neg[3] = {-((km_i128)1 << 100) - 12345, -1, ((km_i128)1 << 110) + 7}, back[3];
+    double nb[3 * 8];
+    km_fx_pack(neg, 3, limbs, bits, nb);
+    km_fx_unpack(nb, 3, limbs, bits, back);
+    assert_memory_equal(neg, back, sizeof neg);
+    km_acc_free(ref); km_acc_free(a); free(buf); free(res); free(lab); free(x);
+    km_centers_free(&kc);
 }
 
 static void test_dist_exact(void **state)
@@ -323,23 +406,31 @@ static void test_helpers(void **state)
     x[200 * d + 3] = 0.5;
     x[250 * d + 1] = 0.5;
 
-    /* column moments */
-    double mom[7] = {0}, cen[7];
-    km_column_moments(x, n, d, KM_F64, NULL, mom);
+    /* exact column totals: match long double, and do not depend on the row split */
+    double maxabs[7] = {0}, scale[7], cen[7];
+    km_column_maxabs(x, n, d, KM_F64, maxabs);
+    for (int j = 0; j < d; j++)
+        scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
+    km_i128 tot[7] = {0}, part[7] = {0};
+    km_column_fixed(x, n, d, KM_F64, NULL, scale, tot);
+    km_column_fixed(x, 100, d, KM_F64, NULL, scale, part);
+    km_column_fixed(x + 100 * d, n - 100, d, KM_F64, NULL, scale, part);
+    assert_memory_equal(tot, part, sizeof tot);
     for (int j = 0; j < d; j++) {
         long double s = 0;
         for (int64_t i = 0; i < n; i++)
             s += x[i * d + j];
-        assert_true(fabsl(mom[j] - s) <= 1e-13L * fabsl(s));
+        assert_true(fabsl(km_fx_value(tot[j], scale[j]) - s) <= n * 0.5 / scale[j]);
         cen[j] = (double)(s / n);
+        scale[j] = km_fx_scale(4 * maxabs[j] * maxabs[j], KM_FX_TOP);
     }
-    memset(mom, 0, sizeof mom);
-    km_column_moments(x, n, d, KM_F64, cen, mom);
+    memset(tot, 0, sizeof tot);
+    km_column_fixed(x, n, d, KM_F64, cen, scale, tot);
     for (int j = 0; j < d; j++) {
         long double s = 0;
         for (int64_t i = 0; i < n; i++)
             s += (x[i * d + j] - cen[j]) * (x[i * d + j] - cen[j]);
-        assert_true(fabsl(mom[j] - s) <= 1e-12L * s);
+        assert_true(fabsl(km_fx_value(tot[j], scale[j]) - s) <= n * 0.5 / scale[j] + 1e-13L * s);
     }
     free(x); free(D); free(lab);
 }
@@ -351,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_default_block),
         cmocka_unit_test(test_ties),
         cmocka_unit_test(test_near_ties),
+        cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),
     };
