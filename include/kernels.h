@@ -73,8 +73,8 @@ int64_t km_default_block_rows(int d, int k, km_precision prec);
 void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws);
 
-/* Threads of one rank: a workspace and an accumulator (km_acc_len doubles)
- * per OpenMP thread, allocated once per run. */
+/* Threads of one rank: a workspace and a km_acc per OpenMP thread,
+ * allocated once per run. */
 typedef struct km_threads km_threads;
 km_threads *km_threads_new(const km_centers *kc, int64_t block_rows);
 void km_threads_free(km_threads *th);
@@ -114,9 +114,10 @@ void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const do
 int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec, int *col);
 
 /* out[j] += sum_i round(v_ij * scale[j]) exactly, v_ij = (x_ij - center_j)^2,
- * or x_ij when center is NULL; |v_ij * scale[j]| must stay below 2^KM_FX_TOP. */
-void km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
-                     const double *center, const double *scale, km_i128 *out);
+ * or x_ij when center is NULL; |v_ij * scale[j]| must stay below 2^KM_FX_TOP.
+ * Returns 0, or KM_ERR_MEMORY (out untouched). */
+int km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
+                    const double *center, const double *scale, km_i128 *out);
 /* maxabs[j] = max(maxabs[j], max_i |x_ij|). */
 void km_column_maxabs(const void *x, int64_t rows, int d, km_precision prec, double *maxabs);
 #endif

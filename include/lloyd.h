@@ -6,7 +6,7 @@
 #include "kernels.h"
 #include "source.h"
 
-/* Walk the source chunk by chunk; acc (km_acc_len doubles) receives this
+/* Walk the source chunk by chunk; acc (a km_acc) receives this
  * rank's sums, counts, inertia and changed labels. */
 int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_threads *th,
                   km_acc *acc, km_error *err);

@@ -31,54 +31,63 @@ typedef struct {
     double *old;       /* centroids the current labels refer to */
 } fit_state;
 
-/* Exact column totals over all ranks: out[j] = sum_i v_ij (fixed.h). */
-static void column_total(const fit_state *st, const double *center, const double *scale,
-                         km_i128 *tmp, double *buf, double *out)
+/* Exact column totals over all ranks: out[j] = sum_i v_ij (fixed.h). The
+ * pass's own buffers serve as scratch: tot->sums holds k*d >= d integers and
+ * pack (k*d + 1) * limbs >= d * limbs doubles. */
+static int column_total(fit_state *st, const double *center, const double *scale,
+                        double *out, km_error *err)
 {
     const km_block *blk = st->blk;
     const int d = blk->d;
+    km_i128 *tmp = st->tot->sums;
     memset(tmp, 0, sizeof(km_i128) * (size_t)d);
-    km_column_fixed(blk->data, blk->rows, d, blk->prec, center, scale, tmp);
-    km_fx_pack(tmp, (size_t)d, st->limbs, st->bits, buf);
-    km_comm_sum(st->c, buf, (size_t)d * st->limbs);
-    km_fx_unpack(buf, (size_t)d, st->limbs, st->bits, tmp);
+    if (km_column_fixed(blk->data, blk->rows, d, blk->prec, center, scale, tmp))
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column sums of d=%d",
+                st->c->rank, d);
+    if (km_comm_agree(st->c, err))
+        return err->code;
+    km_fx_pack(tmp, (size_t)d, st->limbs, st->bits, st->pack);
+    km_comm_sum(st->c, st->pack, (size_t)d * st->limbs);
+    km_fx_unpack(st->pack, (size_t)d, st->limbs, st->bits, tmp);
     for (int j = 0; j < d; j++)
         out[j] = km_fx_value(tmp[j], scale[j]);
+    return 0;
 }
 
 /* Mean over features of the population variance (scikit-learn's tol scale),
  * from exact sums: the same value for any ranks x threads layout. */
-static double mean_variance(const fit_state *st)
+static int mean_variance(fit_state *st, double *mv, km_error *err)
 {
     const km_block *blk = st->blk;
     const int d = blk->d;
     const double *maxabs = st->kc.maxabs;
-    double *mean = malloc(sizeof(double) * d), *var = malloc(sizeof(double) * d);
-    double *scale = malloc(sizeof(double) * d);
-    double *buf = malloc(sizeof(double) * (size_t)d * st->limbs);
-    km_i128 *tmp = malloc(sizeof(km_i128) * (size_t)d);
-    double mv = 1.0;
-    if (mean && var && scale && buf && tmp) {   /* else the same fallback on every rank */
-        for (int j = 0; j < d; j++)
-            scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
-        column_total(st, NULL, scale, tmp, buf, mean);
+    double *mean = malloc(sizeof(double) * 3 * (size_t)d), *var = mean + d, *scale = var + d;
+    if (!mean)
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column moments of d=%d",
+                st->c->rank, d);
+    if (km_comm_agree(st->c, err)) {
+        free(mean);
+        return err->code;
+    }
+    for (int j = 0; j < d; j++)
+        scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
+    int rc = column_total(st, NULL, scale, mean, err);
+    if (!rc) {
         for (int j = 0; j < d; j++) {
             mean[j] /= (double)blk->n;
             double m = maxabs[j] + fabs(mean[j]);
             scale[j] = km_fx_scale(m * m * (1 + 0x1p-40), KM_FX_TOP);
         }
-        column_total(st, mean, scale, tmp, buf, var);
-        mv = 0;
+        rc = column_total(st, mean, scale, var, err);
+    }
+    if (!rc) {
+        double s = 0;
         for (int j = 0; j < d; j++)
-            mv += var[j] / (double)blk->n;
-        mv /= d;
+            s += var[j] / (double)blk->n;
+        *mv = s / d;
     }
     free(mean);
-    free(var);
-    free(scale);
-    free(buf);
-    free(tmp);
-    return mv;
+    return rc;
 }
 
 /* Assignment pass + the iteration's allreduce; returns the agreed error. */
@@ -236,7 +245,10 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
     }
     for (int64_t i = 0; i < blk->rows; i++)
         labels[i] = -1;
-    res->mean_variance = mean_variance(&st);
+    if (mean_variance(&st, &res->mean_variance, err)) {
+        fit_teardown(&st);
+        return err->code;
+    }
     const double scale = res->mean_variance > 0 ? res->mean_variance : 1.0;
     for (int iter = 1; res->stop == KM_STOP_NONE; iter++) {
         double t0 = km_now();

@@ -54,7 +54,7 @@ typedef int64_t vi64 __attribute__((vector_size(KM_VBYTES)));
 struct km_workspace {
     void *xt;          /* d x (2 vectors of rows): one transposed row group */
     void *part;        /* partial dot products of a row group between d-blocks */
-    int k, d;
+    int d;
     uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
     int32_t *runcount; /* k: rows in run[c], at most KM_FX_RUN */
     int *touched;      /* clusters with runcount > 0 */
@@ -252,7 +252,8 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
         km_centers_free(kc);
         return km_fail(err, KM_ERR_MEMORY, "out of memory for %d x %d centroids", k, d);
     }
-    km_centers_set_range(kc, kc->maxabs);
+    for (int j = 0; j < d; j++)
+        kc->xscale[j] = 1.0;   /* until km_centers_set_range */
     return 0;
 }
 
@@ -335,7 +336,6 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
     ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
     ws->touched = malloc(sizeof(int) * (size_t)kc->k);
-    ws->k = kc->k;
     ws->d = kc->d;
     if (!ws->xt || !ws->part || !ws->run || !ws->runcount || !ws->touched) {
         km_workspace_free(ws);
@@ -650,13 +650,22 @@ int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec,
     return first;
 }
 
-void km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
-                     const double *center, const double *scale, km_i128 *out)
+int km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
+                    const double *center, const double *scale, km_i128 *out)
 {
-#pragma omp parallel
+    const int nt = omp_get_max_threads();
+    uint64_t *runs = calloc((size_t)nt * d, sizeof(uint64_t));
+    km_i128 *parts = calloc((size_t)nt * d, sizeof(km_i128));
+    if (!runs || !parts) {
+        free(runs);
+        free(parts);
+        return KM_ERR_MEMORY;
+    }
+#pragma omp parallel num_threads(nt)
     {
-        uint64_t *run = calloc((size_t)d, sizeof(uint64_t));
-        km_i128 *mine = calloc((size_t)d, sizeof(km_i128));
+        const int t = omp_get_thread_num();
+        uint64_t *run = runs + (size_t)t * d;
+        km_i128 *mine = parts + (size_t)t * d;
         int64_t n = 0;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < rows; i++) {
@@ -676,12 +685,13 @@ void km_column_fixed(const void *x, int64_t rows, int d, km_precision prec,
         }
         for (int j = 0; j < d; j++)
             mine[j] += (int64_t)(run[j] - (uint64_t)n * KM_FX_MAGIC_BITS);
-#pragma omp critical
-        for (int j = 0; j < d; j++)
-            out[j] += mine[j];   /* integers: the order does not matter */
-        free(run);
-        free(mine);
     }
+    for (int t = 0; t < nt; t++)   /* integers: the order does not matter */
+        for (int j = 0; j < d; j++)
+            out[j] += parts[(size_t)t * d + j];
+    free(runs);
+    free(parts);
+    return 0;
 }
 
 void km_column_maxabs(const void *x, int64_t rows, int d, km_precision prec, double *maxabs)

@@ -47,9 +47,9 @@ class TempDir:
         self._td.cleanup()
 
 
-def ref_lloyd(x, init, max_iter=300):
-    """scikit-learn's float64 Lloyd from the given centroids, tol 0."""
+def ref_lloyd(x, init, max_iter=300, tol=0.0):
+    """scikit-learn's float64 Lloyd from the given centroids."""
     from sklearn.cluster import KMeans
-    km = KMeans(n_clusters=len(init), init=init, n_init=1, tol=0.0, max_iter=max_iter,
+    km = KMeans(n_clusters=len(init), init=init, n_init=1, tol=tol, max_iter=max_iter,
                 algorithm="lloyd").fit(np.asarray(x, dtype=np.float64))
     return km

@@ -412,9 +412,9 @@ static void test_helpers(void **state)
     for (int j = 0; j < d; j++)
         scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
     km_i128 tot[7] = {0}, part[7] = {0};
-    km_column_fixed(x, n, d, KM_F64, NULL, scale, tot);
-    km_column_fixed(x, 100, d, KM_F64, NULL, scale, part);
-    km_column_fixed(x + 100 * d, n - 100, d, KM_F64, NULL, scale, part);
+    assert_int_equal(km_column_fixed(x, n, d, KM_F64, NULL, scale, tot), 0);
+    assert_int_equal(km_column_fixed(x, 100, d, KM_F64, NULL, scale, part), 0);
+    assert_int_equal(km_column_fixed(x + 100 * d, n - 100, d, KM_F64, NULL, scale, part), 0);
     assert_memory_equal(tot, part, sizeof tot);
     for (int j = 0; j < d; j++) {
         long double s = 0;
@@ -425,7 +425,7 @@ static void test_helpers(void **state)
         scale[j] = km_fx_scale(4 * maxabs[j] * maxabs[j], KM_FX_TOP);
     }
     memset(tot, 0, sizeof tot);
-    km_column_fixed(x, n, d, KM_F64, cen, scale, tot);
+    assert_int_equal(km_column_fixed(x, n, d, KM_F64, cen, scale, tot), 0);
     for (int j = 0; j < d; j++) {
         long double s = 0;
         for (int64_t i = 0; i < n; i++)
