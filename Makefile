@@ -24,7 +24,7 @@ OBJ  := $(SRC:src/%.c=build/%.o)
 LIB  := $(filter-out build/main.o,$(OBJ))
 UNIT := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/*.c))
 
-.PHONY: all test unit integration bench demo clean install
+.PHONY: all test unit integration bench kbench demo clean install
 all: bin/kmeans
 
 bin/kmeans: $(OBJ)
@@ -49,6 +49,15 @@ test: unit integration
 
 demo:
 	bash scripts/demo.sh
+
+build/kbench: scripts/kbench.c $(LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+kbench: build/kbench
+	OMP_NUM_THREADS=1 ./build/kbench 32 64
+	OMP_NUM_THREADS=2 ./build/kbench 32 64
+	OMP_NUM_THREADS=1 ./build/kbench 32 256
+	OMP_NUM_THREADS=2 ./build/kbench 256 64
 
 bench: bin/kmeans
 	$(PYTHON) scripts/bench.py
