@@ -3,12 +3,17 @@
 #ifndef KM_FIT_H
 #define KM_FIT_H
 #include <stdio.h>
+#include "checkpoint.h"
 #include "comm.h"
 #include "kmeans.h"
 
 /* Collective. m->centroids holds the initial centroids on entry and the final
- * ones on return; labels (blk->rows) and m->sizes are filled. progress: where
- * rank 0 prints one line per iteration, or NULL. */
+ * ones on return; labels (blk->rows) and m->sizes are filled. resume: the
+ * checkpoint to continue from, or NULL. With opt->checkpoint, checkpoints are
+ * written as the options say, and a stop signal ends the run after a
+ * checkpoint with res->stop = KM_STOP_SIGNAL. progress: where rank 0 prints one
+ * line per iteration, or NULL. */
 int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
-           int32_t *labels, km_result *res, km_timers *tm, FILE *progress, km_error *err);
+           int32_t *labels, const km_ckpt *resume, km_result *res, km_timers *tm,
+           FILE *progress, km_error *err);
 #endif

@@ -2,6 +2,7 @@
  * read given centroids, write the result file atomically. */
 #ifndef KM_H5IO_H
 #define KM_H5IO_H
+#include <hdf5.h>
 #include "comm.h"
 #include "kmeans.h"
 
@@ -19,8 +20,18 @@ void km_block_free(km_block *blk);
 int km_read_centroids(const km_comm *c, const char *path, const char *dset, int d, int *k,
                       double **out, km_error *err);
 
-/* Local check that path can be created (directory exists and is writable). */
-int km_check_output_path(const char *path, km_error *err);
+/* Local check that path can be created (directory exists and is writable);
+ * what ("output", "checkpoint") names the file in the message. */
+int km_check_output_path(const char *what, const char *path, km_error *err);
+
+/* Scalar attributes (strings are variable-length UTF-8), shared with
+ * checkpoint.c. Getters return -1 if the attribute is missing or unreadable. */
+herr_t km_h5_attr_str(hid_t loc, const char *name, const char *val);
+herr_t km_h5_attr_i64(hid_t loc, const char *name, int64_t v);
+herr_t km_h5_attr_f64(hid_t loc, const char *name, double v);
+herr_t km_h5_get_str(hid_t loc, const char *name, char *buf, size_t len);
+herr_t km_h5_get_i64(hid_t loc, const char *name, int64_t *v);
+herr_t km_h5_get_f64(hid_t loc, const char *name, double *v);
 
 typedef struct {
     const km_options *opt;

@@ -20,6 +20,10 @@ typedef enum {
     KM_ERR_INTERNAL = -6  /* MPI/HDF5 failure or a bug            -> exit 6 */
 } km_code;
 
+/* Exit status of a run that stopped on SIGUSR1/SIGTERM/SIGINT after writing its
+ * checkpoint: "not finished, resubmit with --resume" (sysexits' EX_TEMPFAIL). */
+#define KM_EXIT_CHECKPOINTED 75
+
 typedef struct {
     int code;       /* 0 or a km_code */
     char msg[512];  /* one line, no trailing newline */
@@ -57,6 +61,10 @@ typedef struct {
     int64_t chunk_rows;       /* rows per chunk of the iteration; 0 = auto */
     int quiet;
     char summary_json[4096];  /* append one JSON line per run; empty = none */
+    char checkpoint[4096];    /* checkpoint file; empty = no checkpoints */
+    int checkpoint_every;     /* iterations between checkpoints; 0 = not by count */
+    double checkpoint_seconds;/* seconds between checkpoints; 0 = not by time */
+    int resume;               /* continue from the checkpoint */
 } km_options;
 
 /* The rows this rank owns: rows [first, first+rows) of the n x d dataset. */
@@ -100,7 +108,8 @@ typedef enum {
     KM_STOP_NONE = 0,
     KM_STOP_NO_CHANGE,        /* no label changed in the last iteration */
     KM_STOP_TOL,              /* centroid shift <= tol */
-    KM_STOP_MAX_ITER
+    KM_STOP_MAX_ITER,
+    KM_STOP_SIGNAL            /* interrupted: checkpoint written, not finished */
 } km_stop_reason;
 const char *km_stop_name(km_stop_reason r);
 

@@ -7,11 +7,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "fit.h"
 #include "init.h"
 #include "kernels.h"
 #include "lloyd.h"
 #include "report.h"
+#include "signals.h"
 #include "source.h"
 
 #define KM_CHUNK_BYTES (8u << 20)
@@ -23,13 +25,19 @@ typedef struct {
     km_threads *th;
     km_source src;
     km_acc *tot;       /* this rank's exact totals of a pass */
-    double *pack;      /* tot as limbs (+ 1 error flag): the allreduce buffer */
+    double *pack;      /* tot as limbs + the flags below: the allreduce buffer */
     size_t pack_len;
     int limbs, bits;   /* fixed.h limb layout for this many ranks */
     double *acc;       /* the allreduced pass in km_acc_len layout */
     size_t acc_len;
     double *old;       /* centroids the current labels refer to */
+    double last_ckpt;  /* km_now() at the last checkpoint (or the start) */
+    int stop_asked;    /* agreed in the last allreduce: a rank got a stop signal */
+    int ckpt_due;      /* agreed: --checkpoint-seconds passed on some rank */
 } fit_state;
+
+/* Flags that ride on the iteration's allreduce, after the packed totals. */
+enum { FLAG_ERROR, FLAG_SIGNAL, FLAG_TIME, FLAG_COUNT };
 
 /* Exact column totals over all ranks: out[j] = sum_i v_ij (fixed.h). The
  * pass's own buffers serve as scratch: tot->sums holds k*d >= d integers and
@@ -91,20 +99,26 @@ static int mean_variance(fit_state *st, double *mv, km_error *err)
 }
 
 /* Assignment pass + the iteration's allreduce; returns the agreed error. */
-static int assign_reduce(fit_state *st, const double *centroids, int32_t *labels, km_timers *tm,
-                         km_error *err)
+static int assign_reduce(fit_state *st, const km_options *opt, const double *centroids,
+                         int32_t *labels, km_timers *tm, km_error *err)
 {
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
     km_acc_clear(st->tot);
     int rc = km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
     km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
-    st->pack[st->pack_len] = rc ? 1.0 : 0.0;
+    double *flag = st->pack + st->pack_len;
     double t1 = km_now();
-    km_comm_sum(st->c, st->pack, st->pack_len + 1);
+    flag[FLAG_ERROR] = rc ? 1.0 : 0.0;
+    flag[FLAG_SIGNAL] = km_signal_pending() ? 1.0 : 0.0;
+    flag[FLAG_TIME] = opt->checkpoint_seconds > 0
+                      && t1 - st->last_ckpt >= opt->checkpoint_seconds ? 1.0 : 0.0;
+    km_comm_sum(st->c, st->pack, st->pack_len + FLAG_COUNT);
     tm->t[KM_T_ASSIGN] += t1 - t0;
     tm->t[KM_T_ALLREDUCE] += km_now() - t1;
-    if (st->pack[st->pack_len] > 0)
+    st->stop_asked = flag[FLAG_SIGNAL] > 0;
+    st->ckpt_due = flag[FLAG_TIME] > 0;
+    if (flag[FLAG_ERROR] > 0)
         return km_comm_agree(st->c, err);
     km_acc_unpack(st->pack, &st->kc, st->limbs, st->bits, st->acc);
     return 0;
@@ -187,6 +201,7 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
                      const km_block *blk, int k, km_error *err)
 {
     memset(st, 0, sizeof *st);
+    st->last_ckpt = km_now();
     st->c = c;
     st->blk = blk;
     int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
@@ -196,7 +211,7 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
         st->acc_len = km_acc_len(k, blk->d);
         st->acc = malloc(sizeof(double) * st->acc_len);
         st->pack_len = km_acc_pack_len(k, blk->d, st->limbs);
-        st->pack = malloc(sizeof(double) * (st->pack_len + 1));
+        st->pack = malloc(sizeof(double) * (st->pack_len + FLAG_COUNT));
         st->tot = km_acc_new(k, blk->d);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
         st->th = km_threads_new(&st->kc, block_rows);
@@ -234,26 +249,101 @@ static km_stop_reason stop_rule(const km_options *opt, int iter, int64_t changed
     return iter >= opt->max_iter ? KM_STOP_MAX_ITER : KM_STOP_NONE;
 }
 
+/* Write the state after iteration `iter` (0: right after init). */
+static int checkpoint(fit_state *st, const km_options *opt, const km_model *m,
+                      const km_result *res, int iter, km_timers *tm, FILE *progress,
+                      km_error *err)
+{
+    double t0 = km_now();
+    km_ckpt ck = {.iteration = iter, .k = m->k, .d = m->d, .centroids = m->centroids,
+                  .previous = st->old, .maxabs = st->kc.maxabs,
+                  .tol_scale = res->mean_variance, .hist = res->hist};
+    int rc = km_ckpt_write(st->c, opt, st->blk, &ck, err);
+    st->last_ckpt = km_now();
+    tm->t[KM_T_WRITE] += st->last_ckpt - t0;
+    if (!rc && progress) {
+        fprintf(progress, "checkpoint: iteration %d written to %s (%.3f s)\n", iter,
+                opt->checkpoint, st->last_ckpt - t0);
+        fflush(progress);
+    }
+    return rc;
+}
+
+/* Continue from a checkpoint: check the data is the same (column maxima and
+ * variance are exact, so equal bits or another matrix), take its centroids and
+ * history, and rebuild the labels of its last iteration with one pass. */
+static int resume_from(fit_state *st, const km_options *opt, const km_ckpt *ck, km_model *m,
+                       int32_t *labels, km_result *res, km_timers *tm, km_error *err)
+{
+    const size_t kd = (size_t)m->k * m->d;
+    if (memcmp(ck->maxabs, st->kc.maxabs, sizeof(double) * (size_t)m->d) ||
+        memcmp(&ck->tol_scale, &res->mean_variance, sizeof(double)))
+        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' was made for other data: the "
+                       "contents of '%s' in '%s' changed since (its column maxima or variance "
+                       "differ)", opt->checkpoint, opt->dataset, opt->input);
+    memcpy(m->centroids, ck->centroids, sizeof(double) * kd);
+    for (int t = 0; t < ck->hist.len; t++)
+        if (km_history_push(&res->hist, ck->hist.inertia[t], ck->hist.shift[t],
+                            ck->hist.changed[t], ck->hist.empty[t], ck->hist.seconds[t], err))
+            return err->code;   /* the same on every rank: no agreement needed */
+    res->iterations = ck->iteration;
+    if (ck->iteration == 0)
+        return 0;
+    res->inertia = ck->hist.inertia[ck->hist.len - 1];
+    memcpy(st->old, ck->previous, sizeof(double) * kd);
+    return assign_reduce(st, opt, st->old, labels, tm, err);
+}
+
+/* After iteration iter: write a checkpoint if one is due or a stop was asked
+ * for. Returns 1 when the run must stop here (checkpointed on a signal). A
+ * failed periodic checkpoint is a warning: the run goes on and the previous
+ * checkpoint stays; a failed one on a signal is the run's error. */
+static int maybe_checkpoint(fit_state *st, const km_options *opt, const km_model *m,
+                            km_result *res, int iter, km_timers *tm, FILE *progress,
+                            km_error *err)
+{
+    const int by_count = opt->checkpoint_every && iter % opt->checkpoint_every == 0;
+    if (!st->stop_asked && !st->ckpt_due && !by_count)
+        return 0;
+    if (checkpoint(st, opt, m, res, iter, tm, progress, err)) {
+        if (st->stop_asked)
+            return 1;
+        if (st->c->rank == 0)
+            fprintf(stderr, "kmeans: warning: %s; continuing\n", err->msg);
+        *err = (km_error){0};
+        return 0;
+    }
+    if (st->stop_asked)
+        res->stop = KM_STOP_SIGNAL;
+    return st->stop_asked;
+}
+
 int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
-           int32_t *labels, km_result *res, km_timers *tm, FILE *progress, km_error *err)
+           int32_t *labels, const km_ckpt *resume, km_result *res, km_timers *tm,
+           FILE *progress, km_error *err)
 {
     fit_state st;
-    const int k = m->k, d = m->d;
+    const int k = m->k, d = m->d, ckpt_on = opt->checkpoint[0] != 0;
     if (fit_setup(&st, c, opt, blk, k, err)) {
         fit_teardown(&st);
         return err->code;
     }
     for (int64_t i = 0; i < blk->rows; i++)
         labels[i] = -1;
-    if (mean_variance(&st, &res->mean_variance, err)) {
+    if (mean_variance(&st, &res->mean_variance, err) ||
+        (resume && resume_from(&st, opt, resume, m, labels, res, tm, err))) {
         fit_teardown(&st);
         return err->code;
     }
+    if (ckpt_on && !resume && km_comm_max_i64(c, km_signal_pending())) {
+        st.stop_asked = 1;   /* asked to stop during read or init: keep the init */
+        maybe_checkpoint(&st, opt, m, res, 0, tm, progress, err);
+    }
     const double scale = res->mean_variance > 0 ? res->mean_variance : 1.0;
-    for (int iter = 1; res->stop == KM_STOP_NONE; iter++) {
+    for (int iter = res->iterations + 1; res->stop == KM_STOP_NONE && !err->code; iter++) {
         double t0 = km_now();
         memcpy(st.old, m->centroids, sizeof(double) * (size_t)k * d);
-        if (assign_reduce(&st, st.old, labels, tm, err))
+        if (assign_reduce(&st, opt, st.old, labels, tm, err))
             break;
         double tu = km_now();
         int empty = update_centroids(&st, m->centroids);
@@ -270,10 +360,14 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
         res->iterations = iter;
         res->inertia = inertia;
         res->stop = stop_rule(opt, iter, changed, empty, shift);
+        if (res->stop == KM_STOP_NONE && ckpt_on &&
+            maybe_checkpoint(&st, opt, m, res, iter, tm, progress, err))
+            break;
         if ((res->stop == KM_STOP_TOL || res->stop == KM_STOP_MAX_ITER)
-            && assign_reduce(&st, m->centroids, labels, tm, err))
+            && assign_reduce(&st, opt, m->centroids, labels, tm, err))
             break;   /* final E-step: labels of the returned centroids */
-        res->inertia = st.acc[km_acc_inertia(k, d)];
+        if (res->stop != KM_STOP_SIGNAL)
+            res->inertia = st.acc[km_acc_inertia(k, d)];
     }
     if (!err->code) {
         const double *counts = km_acc_counts(st.acc, k, d);

@@ -256,21 +256,21 @@ int km_read_centroids(const km_comm *c, const char *path, const char *dset, int 
     return err->code;
 }
 
-int km_check_output_path(const char *path, km_error *err)
+int km_check_output_path(const char *what, const char *path, km_error *err)
 {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return km_fail(err, KM_ERR_OUTPUT, "output '%s' is a directory", path);
+        return km_fail(err, KM_ERR_OUTPUT, "%s '%s' is a directory", what, path);
     char *copy = strdup(path);
     if (!copy)
         return km_fail(err, KM_ERR_MEMORY, "out of memory");
     const char *dir = dirname(copy);
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        km_fail(err, KM_ERR_OUTPUT, "cannot write output '%s': directory '%s' does not exist",
-                path, dir);
+        km_fail(err, KM_ERR_OUTPUT, "cannot write %s '%s': directory '%s' does not exist",
+                what, path, dir);
     else if (access(dir, W_OK | X_OK) != 0)
-        km_fail(err, KM_ERR_OUTPUT, "cannot write output '%s': directory '%s' is not writable",
-                path, dir);
+        km_fail(err, KM_ERR_OUTPUT, "cannot write %s '%s': directory '%s' is not writable",
+                what, path, dir);
     free(copy);
     return err->code;
 }
@@ -288,7 +288,7 @@ static herr_t attr_write(hid_t loc, const char *name, hid_t type, const void *va
     return s;
 }
 
-static herr_t attr_str(hid_t loc, const char *name, const char *val)
+herr_t km_h5_attr_str(hid_t loc, const char *name, const char *val)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
@@ -298,14 +298,50 @@ static herr_t attr_str(hid_t loc, const char *name, const char *val)
     return s;
 }
 
-static herr_t attr_i64(hid_t loc, const char *name, int64_t v)
+herr_t km_h5_attr_i64(hid_t loc, const char *name, int64_t v)
 {
     return attr_write(loc, name, H5T_NATIVE_INT64, &v);
 }
 
-static herr_t attr_f64(hid_t loc, const char *name, double v)
+herr_t km_h5_attr_f64(hid_t loc, const char *name, double v)
 {
     return attr_write(loc, name, H5T_NATIVE_DOUBLE, &v);
+}
+
+static herr_t attr_read(hid_t loc, const char *name, hid_t memtype, void *val)
+{
+    if (H5Aexists(loc, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    herr_t s = a < 0 ? -1 : H5Aread(a, memtype, val);
+    if (a >= 0)
+        H5Aclose(a);
+    return s;
+}
+
+herr_t km_h5_get_i64(hid_t loc, const char *name, int64_t *v)
+{
+    return attr_read(loc, name, H5T_NATIVE_INT64, v);
+}
+
+herr_t km_h5_get_f64(hid_t loc, const char *name, double *v)
+{
+    return attr_read(loc, name, H5T_NATIVE_DOUBLE, v);
+}
+
+herr_t km_h5_get_str(hid_t loc, const char *name, char *buf, size_t len)
+{
+    char *val = NULL;
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    herr_t s = attr_read(loc, name, t, &val);
+    H5Tclose(t);
+    if (s >= 0 && val)
+        snprintf(buf, len, "%s", val);
+    if (val)
+        H5free_memory(val);
+    return s >= 0 && val ? 0 : -1;
 }
 
 /* A small dataset every rank holds identically: rank 0 writes it, collectively. */
@@ -335,25 +371,25 @@ static herr_t write_attributes(hid_t f, const km_output *o)
     const km_options *opt = o->opt;
     const km_result *res = o->res;
     herr_t s = 0;
-    s |= attr_str(f, "input", opt->input);
-    s |= attr_str(f, "dataset", opt->dataset);
-    s |= attr_str(f, "input_dtype", o->blk->dtype_note);
-    s |= attr_i64(f, "n", o->blk->n);
-    s |= attr_i64(f, "d", o->blk->d);
-    s |= attr_i64(f, "k", o->model->k);
-    s |= attr_str(f, "init", opt->init_spec);
-    s |= attr_i64(f, "seed", (int64_t)opt->seed);
-    s |= attr_str(f, "algorithm", "lloyd");
-    s |= attr_f64(f, "tol", opt->tol);
-    s |= attr_f64(f, "tol_scale", res->mean_variance);
-    s |= attr_i64(f, "max_iter", opt->max_iter);
-    s |= attr_i64(f, "iterations", res->iterations);
-    s |= attr_i64(f, "converged", res->stop != KM_STOP_MAX_ITER);
-    s |= attr_str(f, "stop_reason", km_stop_name(res->stop));
-    s |= attr_f64(f, "inertia", res->inertia);
-    s |= attr_i64(f, "ranks", o->ranks);
-    s |= attr_i64(f, "threads", o->threads);
-    s |= attr_str(f, "version", KM_VERSION);
+    s |= km_h5_attr_str(f, "input", opt->input);
+    s |= km_h5_attr_str(f, "dataset", opt->dataset);
+    s |= km_h5_attr_str(f, "input_dtype", o->blk->dtype_note);
+    s |= km_h5_attr_i64(f, "n", o->blk->n);
+    s |= km_h5_attr_i64(f, "d", o->blk->d);
+    s |= km_h5_attr_i64(f, "k", o->model->k);
+    s |= km_h5_attr_str(f, "init", opt->init_spec);
+    s |= km_h5_attr_i64(f, "seed", (int64_t)opt->seed);
+    s |= km_h5_attr_str(f, "algorithm", "lloyd");
+    s |= km_h5_attr_f64(f, "tol", opt->tol);
+    s |= km_h5_attr_f64(f, "tol_scale", res->mean_variance);
+    s |= km_h5_attr_i64(f, "max_iter", opt->max_iter);
+    s |= km_h5_attr_i64(f, "iterations", res->iterations);
+    s |= km_h5_attr_i64(f, "converged", res->stop != KM_STOP_MAX_ITER);
+    s |= km_h5_attr_str(f, "stop_reason", km_stop_name(res->stop));
+    s |= km_h5_attr_f64(f, "inertia", res->inertia);
+    s |= km_h5_attr_i64(f, "ranks", o->ranks);
+    s |= km_h5_attr_i64(f, "threads", o->threads);
+    s |= km_h5_attr_str(f, "version", KM_VERSION);
     return s;
 }
 
@@ -378,7 +414,7 @@ static herr_t write_timing(hid_t f, const km_timers *t, int root)
     hid_t g = H5Gcreate2(f, "timing", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0)
         return -1;
-    herr_t s = attr_str(g, "columns", "min,mean,max seconds over ranks");
+    herr_t s = km_h5_attr_str(g, "columns", "min,mean,max seconds over ranks");
     hsize_t three = 3;
     for (int p = 0; p < KM_T_COUNT; p++) {
         double v[3] = {t->min[p], t->mean[p], t->max[p]};
@@ -407,7 +443,7 @@ static herr_t write_contents(const km_comm *c, hid_t f, const km_output *o)
     s |= rows_io(ds, H5T_NATIVE_INT32, o->blk->n, 1, c->size, o->blk->first, o->blk->rows,
                  (void *)o->labels, sizeof(int32_t), 1);
     H5Dclose(ds);
-    o->timers->t[KM_T_WRITE] = km_now() - o->write_start;   /* timing is written last */
+    o->timers->t[KM_T_WRITE] += km_now() - o->write_start;   /* timing is written last */
     km_comm_timers(c, o->timers);
     s |= write_timing(f, o->timers, root);
     return s;

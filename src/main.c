@@ -2,12 +2,14 @@
  * choose initial centroids, iterate, write the result, report. Errors travel
  * up as codes agreed by every rank; this file prints them once (rank 0) and
  * turns them into the exit status documented in --help. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <omp.h>
+#include "checkpoint.h"
 #include "comm.h"
 #include "fit.h"
 #include "h5io.h"
@@ -15,6 +17,7 @@
 #include "kernels.h"
 #include "options.h"
 #include "report.h"
+#include "signals.h"
 
 typedef struct {
     km_block blk;
@@ -22,6 +25,7 @@ typedef struct {
     int32_t *labels;
     km_result res;
     km_timers tm;
+    km_ckpt ckpt;         /* the checkpoint resumed from (--resume) */
     char output[4200];
     int threads;
 } km_run;
@@ -69,18 +73,25 @@ static int prepare_output(const km_comm *c, const km_options *opt, int k, char *
             km_fail(err, KM_ERR_OUTPUT, "cannot create directory 'results': %s",
                     strerror(errno));
         else
-            km_check_output_path(out, err);
+            km_check_output_path("output", out, err);
     }
     return km_comm_agree(c, err);
 }
 
+/* The first centroids: from the checkpoint on --resume, else from --init. */
 static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
 {
     double *given = NULL;
     int k = opt->k;
-    if (opt->init == KM_INIT_FILE &&
-        km_read_centroids(c, opt->init_file, opt->init_dataset, r->blk.d, &k, &given, err))
+    if (opt->resume) {
+        if (km_ckpt_read(c, opt, &r->blk, &r->ckpt, err))
+            return err->code;
+        k = r->ckpt.k;
+    } else if (opt->init == KM_INIT_FILE &&
+               km_read_centroids(c, opt->init_file, opt->init_dataset, r->blk.d, &k, &given,
+                                 err)) {
         return err->code;
+    }
     if (!err->code && !check_k(opt, &r->blk, k, err) && given) {
         int col = 0;
         int64_t bad = km_find_nonfinite(given, k, r->blk.d, KM_F64, &col);
@@ -100,7 +111,7 @@ static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_err
         o2.k = k;
         if (given)
             memcpy(r->model.centroids, given, sizeof(double) * (size_t)k * r->blk.d);
-        else
+        else if (!opt->resume)
             km_init_centroids(c, &o2, &r->blk, r->model.centroids, err);
     }
     free(given);
@@ -122,8 +133,25 @@ static void finish_report(const km_comm *c, const km_options *opt, km_run *r)
     fflush(stdout);
 }
 
+/* Stopped by a signal with the checkpoint written: tell the user what to do. */
+static void report_interrupted(const km_comm *c, const km_options *opt, const km_run *r)
+{
+    if (c->rank != 0)
+        return;
+    int sig = km_signal_pending();
+    fprintf(stderr, "kmeans: stopped by %s%s after iteration %d; checkpoint '%s' holds the "
+            "run: continue it with the same command and --resume (exit status %d)\n",
+            sig ? "SIG" : "a signal to another rank", sig ? sigabbrev_np(sig) : "",
+            r->res.iterations, opt->checkpoint, KM_EXIT_CHECKPOINTED);
+}
+
 static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
 {
+    if (opt->checkpoint[0]) {
+        if (km_ckpt_check(c, opt, err))
+            return err->code;
+        km_signals_install();
+    }
     double t = km_now();
     if (km_read_block(c, opt->input, opt->dataset, &r->blk, err) ||
         check_finite(c, opt, &r->blk, err))
@@ -138,13 +166,20 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
     FILE *progress = c->rank == 0 && !opt->quiet ? stdout : NULL;
     if (progress)
         km_report_header(progress, opt, &r->blk, r->model.k, c->size, r->threads);
-    if (km_fit(c, opt, &r->blk, &r->model, r->labels, &r->res, &r->tm, progress, err))
+    if (km_fit(c, opt, &r->blk, &r->model, r->labels, opt->resume ? &r->ckpt : NULL, &r->res,
+               &r->tm, progress, err))
         return err->code;
+    if (r->res.stop == KM_STOP_SIGNAL) {
+        report_interrupted(c, opt, r);
+        return KM_EXIT_CHECKPOINTED;
+    }
     km_output o = {.opt = opt, .blk = &r->blk, .model = &r->model, .labels = r->labels,
                    .res = &r->res, .timers = &r->tm, .write_start = km_now(),
                    .ranks = c->size, .threads = r->threads};
     if (km_write_result(c, r->output, &o, err))
         return err->code;
+    if (opt->checkpoint[0])
+        km_ckpt_remove(c, opt);
     finish_report(c, opt, r);
     return 0;
 }
@@ -162,8 +197,9 @@ int main(int argc, char **argv)
     else if (rc == KM_PARSE_VERSION && c.rank == 0)
         printf("kmeans (hpc-kmeans) %s\n", KM_VERSION);
     km_run r = {0};
+    int status = 0;
     if (rc == KM_PARSE_RUN)
-        run(&c, &opt, &r, &err);
+        status = run(&c, &opt, &r, &err);
     if (err.code && c.rank == 0)
         fprintf(stderr, "kmeans: error: %s\n", err.msg);
     km_block_free(&r.blk);
@@ -171,7 +207,8 @@ int main(int argc, char **argv)
     free(r.model.sizes);
     free(r.labels);
     km_history_free(&r.res.hist);
+    km_ckpt_free(&r.ckpt);
     km_options_free(&opt);
     km_comm_finalize();
-    return km_exit_status(err.code);
+    return status == KM_EXIT_CHECKPOINTED ? status : km_exit_status(err.code);
 }

@@ -12,7 +12,10 @@
 #include "options.h"
 
 enum { OPT_DATASET = 256, OPT_INIT, OPT_SEED, OPT_MAX_ITER, OPT_TOL, OPT_CHUNK_ROWS,
-       OPT_SUMMARY_JSON };
+       OPT_SUMMARY_JSON, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_CHECKPOINT_SECONDS,
+       OPT_RESUME };
+
+#define KM_DEFAULT_CHECKPOINT_SECONDS 1800.0
 
 static const struct option long_opts[] = {
     {"input", required_argument, 0, 'i'},
@@ -25,6 +28,10 @@ static const struct option long_opts[] = {
     {"tol", required_argument, 0, OPT_TOL},
     {"chunk-rows", required_argument, 0, OPT_CHUNK_ROWS},
     {"summary-json", required_argument, 0, OPT_SUMMARY_JSON},
+    {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+    {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+    {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
+    {"resume", no_argument, 0, OPT_RESUME},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -69,6 +76,26 @@ void km_options_help(FILE *out)
 "                         scikit-learn's tol). 0 disables the rule.  [default: 1e-4]\n"
 "                         The run also stops when no label changed.\n"
 "\n"
+"Checkpoints (continue a run a time limit, a node failure or a cancel stopped):\n"
+"      --checkpoint FILE  keep the state needed to continue exactly in FILE (HDF5,\n"
+"                         replaced atomically: FILE.tmp is written, synced, then\n"
+"                         renamed). Removed once the result is written. Refuses\n"
+"                         to start afresh over an existing FILE (use --resume).\n"
+"      --checkpoint-every N   write one every N iterations\n"
+"      --checkpoint-seconds S write one when S seconds passed since the last\n"
+"                         [default with --checkpoint and neither given: 1800]\n"
+"      --resume           continue from --checkpoint FILE. Refused if FILE was made\n"
+"                         for another input (path, dataset, shape, dtype, content)\n"
+"                         or with another -k, --init or --seed; --max-iter, --tol\n"
+"                         and the rank/thread counts may change. The run ends with\n"
+"                         the same bits as one never interrupted.\n"
+"                         With --checkpoint, SIGUSR1 and SIGTERM (and SIGINT from\n"
+"                         a terminal) stop the run at the end of the iteration under\n"
+"                         way: every rank agrees, the checkpoint is written and the\n"
+"                         exit status is 75. mpirun forwards SIGUSR1 to the ranks but\n"
+"                         kills them on SIGTERM: under SLURM ask for an early USR1\n"
+"                         (see jobs/kmeans.sbatch).\n"
+"\n"
 "Performance and reporting:\n"
 "      --chunk-rows N     rows per chunk of the iteration (cache blocking)  [auto]\n"
 "  -q, --quiet            no per-iteration progress lines\n"
@@ -84,6 +111,7 @@ void km_options_help(FILE *out)
 "  2  bad option or option value       3  bad input file, dataset or data\n"
 "  4  output cannot be written         5  out of memory\n"
 "  6  internal error (MPI/HDF5 failure)\n"
+"  75 stopped by a signal after writing the checkpoint: resubmit with --resume\n"
 "\n"
 "Example:\n"
 "  mpirun -np 4 --bind-to none -x OMP_NUM_THREADS=2 \\\n"
@@ -223,6 +251,25 @@ static int apply_option(km_options *opt, int c, const char *arg, km_error *err)
         return 0;
     case OPT_INIT:
         return parse_init(opt, arg, err);
+    case OPT_CHECKPOINT:
+        return copy_arg(opt->checkpoint, sizeof opt->checkpoint, arg, "--checkpoint", err);
+    case OPT_CHECKPOINT_EVERY:
+        if (parse_i64(arg, 1, INT_MAX, &v))
+            return km_fail(err, KM_ERR_USAGE, "--checkpoint-every '%s': must be an integer "
+                           ">= 1", arg);
+        opt->checkpoint_every = (int)v;
+        return 0;
+    case OPT_CHECKPOINT_SECONDS:
+        errno = 0;
+        opt->checkpoint_seconds = strtod(arg, &end);
+        if (errno || end == arg || *end || !isfinite(opt->checkpoint_seconds)
+            || opt->checkpoint_seconds <= 0)
+            return km_fail(err, KM_ERR_USAGE, "--checkpoint-seconds '%s': must be a number > 0",
+                           arg);
+        return 0;
+    case OPT_RESUME:
+        opt->resume = 1;
+        return 0;
     }
     return km_fail(err, KM_ERR_INTERNAL, "unhandled option %d", c);
 }
@@ -268,6 +315,12 @@ int km_options_parse(int argc, char **argv, km_options *opt, km_error *err)
         return km_fail(err, KM_ERR_USAGE, "unexpected argument '%s' (see --help)", argv[optind]);
     if (!opt->input[0])
         return km_fail(err, KM_ERR_USAGE, "missing -i/--input FILE (see --help)");
+    if (!opt->checkpoint[0] && (opt->resume || opt->checkpoint_every || opt->checkpoint_seconds))
+        return km_fail(err, KM_ERR_USAGE, "%s needs --checkpoint FILE",
+                       opt->resume ? "--resume" : opt->checkpoint_every ? "--checkpoint-every"
+                                                                        : "--checkpoint-seconds");
+    if (opt->checkpoint[0] && !opt->checkpoint_every && !opt->checkpoint_seconds)
+        opt->checkpoint_seconds = KM_DEFAULT_CHECKPOINT_SECONDS;
     return check_k(opt, err);
 }
 

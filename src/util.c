@@ -41,6 +41,7 @@ const char *km_stop_name(km_stop_reason r)
     case KM_STOP_NO_CHANGE: return "no-change";
     case KM_STOP_TOL: return "tol";
     case KM_STOP_MAX_ITER: return "max-iter";
+    case KM_STOP_SIGNAL: return "signal";
     default: return "none";
     }
 }

@@ -7,4 +7,5 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp   # no network probing in CI
 export OMP_WAIT_POLICY=passive                      # oversubscribed ranks x threads
 PYTHON=${PYTHON:-/usr/bin/python3}
-exec "$PYTHON" -m unittest -v tests/integration/test_kmeans.py
+cd tests/integration
+exec "$PYTHON" -m unittest -v test_kmeans test_checkpoint
