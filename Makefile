@@ -24,7 +24,7 @@ OBJ  := $(SRC:src/%.c=build/%.o)
 LIB  := $(filter-out build/main.o,$(OBJ))
 UNIT := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/*.c))
 
-.PHONY: all test unit integration bench kbench demo clean install
+.PHONY: all test unit integration slurm-test bench kbench demo clean install
 all: bin/kmeans
 
 bin/kmeans: $(OBJ)
@@ -45,7 +45,11 @@ unit: $(UNIT)
 integration: bin/kmeans
 	PYTHON=$(PYTHON) bash tests/integration/run.sh
 
-test: unit integration
+# a real SLURM started in a temporary directory; skipped with a message if absent
+slurm-test: bin/kmeans
+	PYTHON=$(PYTHON) bash tests/slurm/run.sh
+
+test: unit integration slurm-test
 
 demo:
 	bash scripts/demo.sh

@@ -119,6 +119,11 @@ typedef struct {
     double inertia;
     double mean_variance;     /* mean per-feature variance of the data (tol scale) */
     km_history hist;
+    int iterations_run;       /* iterations done by this process (fewer after --resume) */
+    int passes;               /* assignment passes by this process (+1 final E-step,
+                                 +1 label rebuild on --resume) */
+    int64_t allreduce_bytes;  /* bytes each rank contributes to an iteration's allreduce */
+    double rss_mb[3];         /* peak resident memory per rank: min, mean, max (MB) */
 } km_result;
 
 double km_now(void);          /* monotonic wall clock, seconds */

@@ -34,6 +34,7 @@ typedef struct {
     double last_ckpt;  /* km_now() at the last checkpoint (or the start) */
     int stop_asked;    /* agreed in the last allreduce: a rank got a stop signal */
     int ckpt_due;      /* agreed: --checkpoint-seconds passed on some rank */
+    int passes;        /* assignment passes so far */
 } fit_state;
 
 /* Flags that ride on the iteration's allreduce, after the packed totals. */
@@ -102,6 +103,7 @@ static int mean_variance(fit_state *st, double *mv, km_error *err)
 static int assign_reduce(fit_state *st, const km_options *opt, const double *centroids,
                          int32_t *labels, km_timers *tm, km_error *err)
 {
+    st->passes++;
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
     km_acc_clear(st->tot);
@@ -339,6 +341,7 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
         st.stop_asked = 1;   /* asked to stop during read or init: keep the init */
         maybe_checkpoint(&st, opt, m, res, 0, tm, progress, err);
     }
+    res->allreduce_bytes = (int64_t)(sizeof(double) * (st.pack_len + FLAG_COUNT));
     const double scale = res->mean_variance > 0 ? res->mean_variance : 1.0;
     for (int iter = res->iterations + 1; res->stop == KM_STOP_NONE && !err->code; iter++) {
         double t0 = km_now();
@@ -358,6 +361,7 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
         if (progress)
             km_report_iteration(progress, iter, inertia, shift, changed, empty, km_now() - t0);
         res->iterations = iter;
+        res->iterations_run++;
         res->inertia = inertia;
         res->stop = stop_rule(opt, iter, changed, empty, shift);
         if (res->stop == KM_STOP_NONE && ckpt_on &&
@@ -369,6 +373,7 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
         if (res->stop != KM_STOP_SIGNAL)
             res->inertia = st.acc[km_acc_inertia(k, d)];
     }
+    res->passes = st.passes;
     if (!err->code) {
         const double *counts = km_acc_counts(st.acc, k, d);
         for (int c2 = 0; c2 < k; c2++)

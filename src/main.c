@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <omp.h>
 #include "checkpoint.h"
@@ -118,12 +119,25 @@ static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_err
     return err->code;
 }
 
+/* Collective: peak resident memory of each rank, min / mean / max in MB. */
+static void peak_rss(const km_comm *c, double *mb)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0, ext[2] = {mine, -mine}, sum = mine;
+    km_comm_max(c, ext, 2);
+    km_comm_sum(c, &sum, 1);
+    mb[0] = -ext[1];
+    mb[1] = sum / c->size;
+    mb[2] = ext[0];
+}
+
 static void finish_report(const km_comm *c, const km_options *opt, km_run *r)
 {
     if (c->rank != 0)
         return;
     if (!opt->quiet)
-        km_report_timing(stdout, &r->tm, r->res.iterations);
+        km_report_timing(stdout, &r->tm, &r->res);
     km_report_summary(stdout, opt, &r->blk, r->model.k, &r->res, &r->tm, r->output);
     if (opt->summary_json[0] &&
         km_report_json(opt->summary_json, opt, &r->blk, r->model.k, &r->res, &r->tm, c->size,
@@ -147,11 +161,8 @@ static void report_interrupted(const km_comm *c, const km_options *opt, const km
 
 static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
 {
-    if (opt->checkpoint[0]) {
-        if (km_ckpt_check(c, opt, err))
-            return err->code;
-        km_signals_install();
-    }
+    if (opt->checkpoint[0] && km_ckpt_check(c, opt, err))
+        return err->code;
     double t = km_now();
     if (km_read_block(c, opt->input, opt->dataset, &r->blk, err) ||
         check_finite(c, opt, &r->blk, err))
@@ -180,6 +191,7 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
         return err->code;
     if (opt->checkpoint[0])
         km_ckpt_remove(c, opt);
+    peak_rss(c, r->res.rss_mb);
     finish_report(c, opt, r);
     return 0;
 }
@@ -187,11 +199,14 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
 int main(int argc, char **argv)
 {
     km_comm c;
+    km_signals_install();
     km_comm_init(&argc, &argv, &c);
     km_h5io_init();
     km_options opt;
     km_error err = {0};
     int rc = km_options_parse(argc, argv, &opt, &err);
+    if (rc != KM_PARSE_RUN || !opt.checkpoint[0])
+        km_signals_release();
     if (rc == KM_PARSE_HELP && c.rank == 0)
         km_options_help(stdout);
     else if (rc == KM_PARSE_VERSION && c.rank == 0)

@@ -24,10 +24,11 @@ void km_report_iteration(FILE *out, int iter, double inertia, double shift, int6
     fflush(out);
 }
 
-void km_report_timing(FILE *out, const km_timers *t, int iterations)
+void km_report_timing(FILE *out, const km_timers *t, const km_result *res)
 {
+    const int iterations = res->passes;
     fprintf(out, "%-10s %10s %10s %10s %12s\n", "phase", "min s", "mean s", "max s",
-            "mean s/iter");
+            "mean s/pass");
     for (int p = 0; p < KM_T_COUNT; p++) {
         int per_iter = p == KM_T_ASSIGN || p == KM_T_UPDATE || p == KM_T_ALLREDUCE;
         fprintf(out, "%-10s %10.4f %10.4f %10.4f", km_phase_names[p], t->min[p], t->mean[p],
@@ -36,6 +37,8 @@ void km_report_timing(FILE *out, const km_timers *t, int iterations)
             fprintf(out, " %12.6f", t->mean[p] / iterations);
         fputc('\n', out);
     }
+    fprintf(out, "%-10s %10.1f %10.1f %10.1f   MB peak resident per rank\n", "memory",
+            res->rss_mb[0], res->rss_mb[1], res->rss_mb[2]);
 }
 
 static double total_seconds(const km_timers *t)
@@ -88,6 +91,12 @@ int km_report_json(const char *path, const km_options *opt, const km_block *blk,
             (long long)blk->n, blk->d, k, ranks, threads, res->iterations);
     fprintf(f, "\"stop\":\"%s\",\"inertia\":%.17g,\"seconds_total\":%.6f",
             km_stop_name(res->stop), res->inertia, total_seconds(t));
+    fputs(",\"dtype\":", f);
+    json_str(f, blk->dtype_note);
+    fprintf(f, ",\"iterations_run\":%d,\"passes\":%d,\"allreduce_bytes\":%lld",
+            res->iterations_run, res->passes, (long long)res->allreduce_bytes);
+    fprintf(f, ",\"rss_mb\":{\"min\":%.1f,\"mean\":%.1f,\"max\":%.1f}", res->rss_mb[0],
+            res->rss_mb[1], res->rss_mb[2]);
     for (int p = 0; p < KM_T_COUNT; p++)
         fprintf(f, ",\"%s\":{\"min\":%.6f,\"mean\":%.6f,\"max\":%.6f}", km_phase_names[p],
                 t->min[p], t->mean[p], t->max[p]);

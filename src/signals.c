@@ -32,6 +32,16 @@ void km_signals_install(void)
         catch(SIGINT, SA_RESETHAND);
 }
 
+void km_signals_release(void)
+{
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (isatty(STDIN_FILENO))
+        signal(SIGINT, SIG_DFL);
+    if (pending)
+        raise(pending);
+}
+
 int km_signal_pending(void)
 {
     return pending;

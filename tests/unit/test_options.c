@@ -129,6 +129,40 @@ static void test_errors(void **state)
     BAD("needs a value", "-i", "x.h5", "-k");
     BAD("unexpected argument 'extra'", "-i", "x.h5", "-k", "2", "extra");
     BAD("--input: value is empty", "-i", "", "-k", "2");
+    BAD("--resume needs --checkpoint", "-i", "x.h5", "-k", "2", "--resume");
+    BAD("--checkpoint-every needs --checkpoint", "-i", "x.h5", "-k", "2",
+        "--checkpoint-every", "5");
+    BAD("--checkpoint-every '0'", "-i", "x.h5", "-k", "2", "--checkpoint", "c.h5",
+        "--checkpoint-every", "0");
+    BAD("--checkpoint-seconds '0'", "-i", "x.h5", "-k", "2", "--checkpoint", "c.h5",
+        "--checkpoint-seconds", "0");
+    BAD("--checkpoint-seconds 'inf'", "-i", "x.h5", "-k", "2", "--checkpoint", "c.h5",
+        "--checkpoint-seconds", "inf");
+}
+
+static void test_checkpoint_options(void **state)
+{
+    (void)state;
+    km_options o;
+    km_error e = {0};
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3"), KM_PARSE_RUN);
+    assert_string_equal(o.checkpoint, "");          /* off unless asked for */
+    assert_true(o.checkpoint_every == 0 && o.checkpoint_seconds == 0 && !o.resume);
+    km_options_free(&o);
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--checkpoint", "c.h5"),
+                     KM_PARSE_RUN);
+    assert_true(o.checkpoint_seconds == 1800);      /* the documented default period */
+    km_options_free(&o);
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--checkpoint", "c.h5",
+                           "--checkpoint-every", "7", "--resume"), KM_PARSE_RUN);
+    assert_string_equal(o.checkpoint, "c.h5");
+    assert_int_equal(o.checkpoint_every, 7);
+    assert_true(o.checkpoint_seconds == 0 && o.resume == 1);
+    km_options_free(&o);
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--checkpoint", "c.h5",
+                           "--checkpoint-seconds", "2.5"), KM_PARSE_RUN);
+    assert_true(o.checkpoint_seconds == 2.5 && o.checkpoint_every == 0);
+    km_options_free(&o);
 }
 
 int main(void)
@@ -138,6 +172,7 @@ int main(void)
         cmocka_unit_test(test_all_options),
         cmocka_unit_test(test_init_rows_and_file),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_checkpoint_options),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
