@@ -96,7 +96,11 @@ typedef struct {
 } km_history;
 
 /* Timed phases, in the order reports print them. */
-enum { KM_T_READ, KM_T_INIT, KM_T_ASSIGN, KM_T_UPDATE, KM_T_ALLREDUCE, KM_T_WRITE, KM_T_COUNT };
+/* wait: load imbalance, the time a rank spends at the barrier before the
+ * iteration's allreduce for slower ranks to finish their pass; allreduce is then
+ * the communication alone. */
+enum { KM_T_READ, KM_T_INIT, KM_T_ASSIGN, KM_T_WAIT, KM_T_UPDATE, KM_T_ALLREDUCE, KM_T_WRITE,
+       KM_T_COUNT };
 extern const char *const km_phase_names[KM_T_COUNT];
 
 typedef struct {

@@ -115,9 +115,12 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     flag[FLAG_SIGNAL] = km_signal_pending() ? 1.0 : 0.0;
     flag[FLAG_TIME] = opt->checkpoint_seconds > 0
                       && t1 - st->last_ckpt >= opt->checkpoint_seconds ? 1.0 : 0.0;
+    km_comm_barrier(st->c);   /* splits load imbalance from communication */
+    double t2 = km_now();
     km_comm_sum(st->c, st->pack, st->pack_len + FLAG_COUNT);
     tm->t[KM_T_ASSIGN] += t1 - t0;
-    tm->t[KM_T_ALLREDUCE] += km_now() - t1;
+    tm->t[KM_T_WAIT] += t2 - t1;
+    tm->t[KM_T_ALLREDUCE] += km_now() - t2;
     st->stop_asked = flag[FLAG_SIGNAL] > 0;
     st->ckpt_due = flag[FLAG_TIME] > 0;
     if (flag[FLAG_ERROR] > 0)

@@ -427,7 +427,7 @@ void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t 
     const int64_t br = th->block_rows;
     const int64_t nblocks = (rows + br - 1) / br;
     const size_t rowbytes = (size_t)kc->d * prec_size(kc->prec);
-#pragma omp parallel for schedule(static) num_threads(th->n)
+#pragma omp parallel for schedule(dynamic, 2) num_threads(th->n)
     for (int64_t b = 0; b < nblocks; b++) {
         const int t = omp_get_thread_num();
         const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;

@@ -30,7 +30,8 @@ void km_report_timing(FILE *out, const km_timers *t, const km_result *res)
     fprintf(out, "%-10s %10s %10s %10s %12s\n", "phase", "min s", "mean s", "max s",
             "mean s/pass");
     for (int p = 0; p < KM_T_COUNT; p++) {
-        int per_iter = p == KM_T_ASSIGN || p == KM_T_UPDATE || p == KM_T_ALLREDUCE;
+        int per_iter = p == KM_T_ASSIGN || p == KM_T_WAIT || p == KM_T_UPDATE
+                       || p == KM_T_ALLREDUCE;
         fprintf(out, "%-10s %10.4f %10.4f %10.4f", km_phase_names[p], t->min[p], t->mean[p],
                 t->max[p]);
         if (per_iter && iterations > 0)

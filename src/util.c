@@ -8,7 +8,7 @@
 #include "kmeans.h"
 
 const char *const km_phase_names[KM_T_COUNT] = {
-    "read", "init", "assign", "update", "allreduce", "write"
+    "read", "init", "assign", "wait", "update", "allreduce", "write"
 };
 
 int km_fail(km_error *err, int code, const char *fmt, ...)

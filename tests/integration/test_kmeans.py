@@ -254,7 +254,7 @@ class OutputAndReporting(unittest.TestCase):
         self.assertEqual(res["centroids"].shape, (3, 4))
         self.assertEqual(res["labels"].dtype, np.int32)
         self.assertEqual(res["labels"].shape, (150,))
-        for phase in ("read", "init", "assign", "update", "allreduce", "write"):
+        for phase in ("read", "init", "assign", "wait", "update", "allreduce", "write"):
             t = res["timing"][phase]
             self.assertTrue(t[0] <= t[1] <= t[2], phase)
         it = int(a["iterations"])

@@ -125,3 +125,24 @@ for obj in /centroids /labels /cluster_sizes /history/inertia /history/shift /hi
     h5diff "$W/ref.h5" "$W/out.h5" "$obj" >/dev/null || fail "$obj differs from the uninterrupted run"
 done
 echo "tests/slurm: PASS: signalled, checkpointed, requeued $restarts time(s), result identical"
+
+# The scaling-study jobs, tiny: each configuration a job step, one CSV row each.
+for mode in strong weak; do
+    t0=$(date +%s)
+    sjob=$(cd "$ROOT" && N=20000 D=8 K=8 ITERS=5 REPEAT=1 CSV=$W/$mode.csv DATA=$W/sdata \
+           sbatch --parsable --time=5 --ntasks=2 --cpus-per-task=1 --output="$W/$mode.out" \
+           "jobs/$mode-scaling.sbatch") || fail "sbatch refused jobs/$mode-scaling.sbatch"
+    job=$sjob
+    while [ -n "$(squeue -h -j "$sjob" 2>/dev/null)" ]; do
+        [ $(( $(date +%s) - t0 )) -lt 300 ] || fail "$mode-scaling job still running after 5 minutes"
+        sleep 0.5
+    done
+    state=$(scontrol show job "$sjob" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
+    sed 's/^/    | /' "$W/$mode.out"
+    [ "$state" = COMPLETED ] || fail "$mode-scaling job ended $state"
+    rows=$(tail -n +2 "$W/$mode.csv" | cut -d, -f4,9,10 | tr '\n' ' ')
+    [ "$rows" = "$mode,1,1 $mode,2,1 " ] || fail "$mode.csv rows (mode,ranks,threads): '$rows'"
+    "$PYTHON" scripts/plot_scaling.py "$W/$mode.csv" >/dev/null || fail "plot_scaling.py $mode"
+    [ -s "$W/$mode.png" ] || fail "no $mode.png"
+    echo "tests/slurm: PASS: jobs/$mode-scaling.sbatch ran 2 job steps and wrote $mode.csv"
+done
