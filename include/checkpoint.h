@@ -22,6 +22,8 @@ typedef struct {
                              tol_scale, a fingerprint of the data's content */
     double tol_scale;     /* mean per-feature variance of the data */
     km_history hist;      /* one entry per finished iteration */
+    km_algorithm algorithm; /* the strategy that wrote it (informative: every strategy
+                               makes the same iterations, so any may continue) */
 } km_ckpt;
 
 /* Collective, before any work: --resume needs opt->checkpoint to exist; a fresh
@@ -35,8 +37,8 @@ int km_ckpt_write(const km_comm *c, const km_options *opt, const km_block *blk,
                   const km_ckpt *ck, km_error *err);
 
 /* Collective: rank 0 reads opt->checkpoint and checks that it was made for this
- * input (path, dataset, shape, dtype) and these options (k, init, seed,
- * algorithm); every rank gets the same *ck. The content fingerprint (maxabs,
+ * input (path, dataset, shape, dtype) and these options (k, init, seed); every
+ * rank gets the same *ck. The content fingerprint (maxabs,
  * tol_scale) is compared by the caller once it has computed them. */
 int km_ckpt_read(const km_comm *c, const km_options *opt, const km_block *blk, km_ckpt *ck,
                  km_error *err);

@@ -7,7 +7,12 @@
 #include "comm.h"
 #include "kmeans.h"
 
-/* Collective. m->centroids holds the initial centroids on entry and the final
+/* --algorithm auto: Hamerly from this many clusters on (see --help). */
+#define KM_AUTO_HAMERLY_K 64
+/* The strategy a run uses: opt->algorithm, or auto's choice for k clusters. */
+km_algorithm km_choose_algorithm(const km_options *opt, int k);
+
+/* Collective. res->algorithm says which strategy to run. m->centroids holds the initial centroids on entry and the final
  * ones on return; labels (blk->rows) and m->sizes are filled. resume: the
  * checkpoint to continue from, or NULL. With opt->checkpoint, checkpoints are
  * written as the options say, and a stop signal ends the run after a

@@ -11,10 +11,12 @@
 /* The result of an assignment pass as fit.c reads it, one double buffer:
  * k x d sums, k counts, inertia, labels changed. It is unpacked from a
  * km_acc after the allreduce (km_acc_unpack), so it holds exact totals. */
-static inline size_t km_acc_len(int k, int d) { return (size_t)k * d + k + 2; }
+static inline size_t km_acc_len(int k, int d) { return (size_t)k * d + k + 3; }
 static inline double *km_acc_counts(double *acc, int k, int d) { return acc + (size_t)k * d; }
 static inline size_t km_acc_inertia(int k, int d) { return (size_t)k * d + k; }
 static inline size_t km_acc_changed(int k, int d) { return (size_t)k * d + k + 1; }
+/* point-centroid distances computed to assign (k per row for Lloyd) */
+static inline size_t km_acc_distances(int k, int d) { return (size_t)k * d + k + 2; }
 
 /* Centroids prepared for the fast kernel: copied to the data precision and laid
  * out in panels of km_panel_width() centroids (d x width each), padded to kp. */
@@ -38,6 +40,7 @@ typedef struct {
     km_i128 inertia;       /* in units of 1 / iscale */
     double *counts;        /* k (exact integers) */
     double changed;
+    double distances;      /* point-centroid distances computed to assign */
 } km_acc;
 
 km_acc *km_acc_new(int k, int d);
@@ -73,6 +76,23 @@ int64_t km_default_block_rows(int d, int k, km_precision prec);
 void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws);
 
+/* As km_assign_block, and for each row i: eb[i] = its exact squared distance to
+ * the chosen centroid, lb2[i] = a lower bound of its squared distance to any other
+ * centroid, still to be lowered by the relative rounding margin of
+ * km_dist_exact ((d + 8) 2^-52 is safe). For the pruned strategies. */
+void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                            km_acc *acc, km_workspace *ws, double *eb, double *lb2);
+/* Row xr is known to belong to cluster c: add it to acc exactly as the kernel
+ * would (sums, count, inertia, changed label); returns its exact distance. */
+double km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
+                   km_workspace *ws);
+/* km_take_row for rows[0..n) of x, each to the cluster its label already names. */
+void km_take_rows(const km_centers *kc, const void *x, const int64_t *rows, int64_t n,
+                  int32_t *labels, km_acc *acc, km_workspace *ws);
+/* The same when e = km_dist_exact(xr, c) is already known (adds only the sums). */
+void km_take_row_dist(const km_centers *kc, const void *xr, int c, double e, int32_t *label,
+                      km_acc *acc, km_workspace *ws);
+
 /* Threads of one rank: a workspace and a km_acc per OpenMP thread,
  * allocated once per run. */
 typedef struct km_threads km_threads;
@@ -85,6 +105,9 @@ void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t 
                      km_threads *th);
 /* acc += the thread accumulators; zero them again. */
 void km_threads_reduce(km_threads *th, km_acc *acc);
+km_workspace *km_threads_workspace(km_threads *th, int t);
+km_acc *km_threads_acc(km_threads *th, int t);
+int64_t km_threads_block_rows(const km_threads *th);
 
 /* The reference: exact direct-form float64 distances to every centroid of kc
  * (its float64 centroids), row by row. Same contract as km_assign_block. */

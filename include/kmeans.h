@@ -36,6 +36,9 @@ int km_exit_status(int code);
 
 typedef enum { KM_F32 = 0, KM_F64 = 1 } km_precision;
 
+typedef enum { KM_ALG_AUTO = 0, KM_ALG_LLOYD, KM_ALG_HAMERLY } km_algorithm;
+const char *km_algorithm_name(km_algorithm a);
+
 typedef enum {
     KM_INIT_KMEANSPP = 0,
     KM_INIT_FIRST,
@@ -65,6 +68,7 @@ typedef struct {
     int checkpoint_every;     /* iterations between checkpoints; 0 = not by count */
     double checkpoint_seconds;/* seconds between checkpoints; 0 = not by time */
     int resume;               /* continue from the checkpoint */
+    km_algorithm algorithm;   /* iteration strategy (auto: chosen in fit.c) */
 } km_options;
 
 /* The rows this rank owns: rows [first, first+rows) of the n x d dataset. */
@@ -93,6 +97,7 @@ typedef struct {
     int64_t *changed;         /* labels changed this iteration */
     int32_t *empty;           /* clusters re-seeded this iteration */
     double *seconds;          /* wall time of the iteration (rank 0) */
+    double *skipped;          /* fraction of the n x k distances the pass did not compute */
 } km_history;
 
 /* Timed phases, in the order reports print them. */
@@ -128,11 +133,12 @@ typedef struct {
                                  +1 label rebuild on --resume) */
     int64_t allreduce_bytes;  /* bytes each rank contributes to an iteration's allreduce */
     double rss_mb[3];         /* peak resident memory per rank: min, mean, max (MB) */
+    km_algorithm algorithm;   /* the strategy that ran (never auto) */
 } km_result;
 
 double km_now(void);          /* monotonic wall clock, seconds */
 int km_history_push(km_history *h, double inertia, double shift, int64_t changed,
-                    int32_t empty, double seconds, km_error *err);
+                    int32_t empty, double seconds, double skipped, km_error *err);
 void km_history_free(km_history *h);
 
 #endif

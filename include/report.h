@@ -6,9 +6,9 @@
 #include "kmeans.h"
 
 void km_report_header(FILE *out, const km_options *opt, const km_block *blk, int k,
-                      int ranks, int threads);
+                      km_algorithm alg, int ranks, int threads);
 void km_report_iteration(FILE *out, int iter, double inertia, double shift, int64_t changed,
-                         int empty, double seconds);
+                         int empty, double skipped, double seconds);
 void km_report_timing(FILE *out, const km_timers *t, const km_result *res);
 void km_report_summary(FILE *out, const km_options *opt, const km_block *blk, int k,
                        const km_result *res, const km_timers *t, const char *output);

@@ -8,7 +8,7 @@ where R is the kernel rate per core (point-centroid-feature terms per second,
 measured: the best run in a scaling CSV of scripts/scaling.sh that was not
 oversubscribed) and m the bytes of the one MPI_Allreduce per iteration. hpc-kmeans
 sums exactly in fixed point, so m is not 8 (k d + k) bytes but
-    m = 8 ((k d + 1) L + k + 1 + 3),   L = ceil(126 / (52 - ceil(log2(P + 1)))) + 1
+    m = 8 ((k d + 1) L + k + 2 + 3),   L = ceil(126 / (52 - ceil(log2(P + 1)))) + 1
 integer-valued limbs (include/fixed.h: L = 4 up to 1023 ranks, then 5 below 2^20).
 The allreduce follows the latency-bandwidth model of Rabenseifner's algorithm
 (reduce-scatter + allgather), what MPI libraries use for long vectors:
@@ -39,7 +39,8 @@ def limbs(ranks):
 
 def allreduce_bytes(k, d, ranks):
     """Bytes each rank contributes to an iteration's allreduce (fit.c + fixed.h)."""
-    return 8 * ((k * d + 1) * limbs(ranks) + k + 1 + 3)
+    # (sums + inertia) in limbs; counts, changed, distances; the 3 flags of fit.c
+    return 8 * ((k * d + 1) * limbs(ranks) + k + 2 + 3)
 
 
 def allreduce_seconds(m, ranks, alpha, beta, gamma):

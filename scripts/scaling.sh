@@ -4,11 +4,13 @@
 #   scripts/scaling.sh [--mode strong|weak] [--n N] [--d D] [--k K]
 #                      [--ranks "1 2 4"] [--threads "1 2"] [--iters N] [--repeat R]
 #                      [--csv FILE] [--data DIR] [--cores C] [--launcher mpirun|srun]
+#                      [--algorithm lloyd|hamerly|auto]
 #
 #   strong  the same n x d matrix for every ranks x threads      (--n: total rows)
 #   weak    n = --n rows per rank, so the matrix grows with ranks (--n: rows per rank)
 #
-# Every run does the same work: --init first, --tol 0, --max-iter N, on points of a
+# Every run does the same work: --init first, --tol 0, --max-iter N, --algorithm
+# (lloyd unless given: the same work every iteration), on points of a
 # 3-D manifold (scripts/gen_data.py) on which Lloyd keeps moving. Each run appends
 # one row to the CSV (scripts/scaling_row.py, from kmeans --summary-json): date,
 # host, commit, n, d, k, ranks, threads, seconds per iteration, per-phase
@@ -26,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=strong n=1000000 d=32 k=64 ranks="1 2" threads="1 2" iters=20 repeat=1
-csv= data=data/scaling cores=$(nproc) launcher=mpirun
+csv= data=data/scaling cores=$(nproc) launcher=mpirun algorithm=lloyd
 PYTHON=${PYTHON:-/usr/bin/python3}
 MPIRUN=${MPIRUN:-mpirun}
 while [ $# -gt 0 ]; do
@@ -43,6 +45,7 @@ while [ $# -gt 0 ]; do
     --data) data=$2 ;;
     --cores) cores=$2 ;;
     --launcher) launcher=$2 ;;
+    --algorithm) algorithm=$2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -84,13 +87,13 @@ for r in $ranks; do
                 launch=("$MPIRUN" -q -np "$r" --oversubscribe --bind-to none
                         -x OMP_NUM_THREADS="$t" -x OMP_PROC_BIND)
             fi
-            "${launch[@]}" bin/kmeans -i "$input" -k "$k" --init first --tol 0 \
+            "${launch[@]}" bin/kmeans -i "$input" -k "$k" --init first --tol 0 --algorithm "$algorithm" \
                 --max-iter "$iters" -q -o "$tmp/out.h5" --summary-json "$tmp/summary.json" \
                 > "$tmp/log" 2>&1 || { cat "$tmp/log" >&2; exit 1; }
             "$PYTHON" scripts/scaling_row.py "$tmp/summary.json" "$csv" --mode "$mode" \
                 --cores "$cores"
             tail -1 "$csv" | awk -F, -v r="$r" -v t="$t" \
-                '{printf "  ranks=%s threads=%s n=%s: %s s/iteration\n", r, t, $5, $15}'
+                '{printf "  ranks=%s threads=%s n=%s: %s s/iteration\n", r, t, $5, $16}'
         done
     done
 done

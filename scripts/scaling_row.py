@@ -18,7 +18,8 @@ import subprocess
 import sys
 
 PHASES = ["read", "init", "assign", "wait", "update", "allreduce", "write"]
-COLUMNS = (["date", "host", "commit", "mode", "n", "d", "k", "dtype", "ranks", "threads",
+COLUMNS = (["date", "host", "commit", "mode", "n", "d", "k", "dtype", "algorithm", "ranks",
+            "threads",
             "cores_used", "oversubscribed", "iterations", "passes", "seconds_per_iteration"]
            + ["%s_%s" % (p, s) for p in PHASES for s in ("min", "mean", "max")]
            + ["rss_mb_min", "rss_mb_mean", "rss_mb_max", "allreduce_bytes"])
@@ -45,6 +46,7 @@ def row_from(rec, mode, cores, commit):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "host": socket.gethostname(), "commit": commit, "mode": mode,
         "n": rec["n"], "d": rec["d"], "k": rec["k"], "dtype": rec.get("dtype", ""),
+        "algorithm": rec.get("algorithm", "lloyd"),
         "ranks": ranks, "threads": threads, "cores_used": ranks * threads,
         "oversubscribed": int(ranks * threads > cores),
         "iterations": rec["iterations"], "passes": passes,
@@ -75,6 +77,12 @@ def main():
         sys.exit("scaling_row.py: %s holds no summary record" % a.summary)
     row = row_from(json.loads(lines[-1]), a.mode, a.cores, a.commit or git_commit())
     new = not os.path.exists(a.csv) or os.path.getsize(a.csv) == 0
+    if not new:
+        with open(a.csv, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != COLUMNS:
+            sys.exit("scaling_row.py: %s has other columns (an older format?): write to a new "
+                     "file" % a.csv)
     with open(a.csv, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:

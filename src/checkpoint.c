@@ -80,7 +80,7 @@ static herr_t put_contents(hid_t f, const km_options *opt, const km_block *blk,
     s |= km_h5_attr_i64(f, "k", ck->k);
     s |= km_h5_attr_str(f, "init", opt->init_spec);
     s |= km_h5_attr_i64(f, "seed", (int64_t)opt->seed);
-    s |= km_h5_attr_str(f, "algorithm", "lloyd");
+    s |= km_h5_attr_str(f, "algorithm", km_algorithm_name(ck->algorithm));
     s |= km_h5_attr_i64(f, "iteration", ck->iteration);
     s |= km_h5_attr_f64(f, "tol_scale", ck->tol_scale);
     s |= km_h5_attr_i64(f, "ranks", ranks);
@@ -97,6 +97,7 @@ static herr_t put_contents(hid_t f, const km_options *opt, const km_block *blk,
     s |= put(g, "changed", H5T_NATIVE_INT64, 1, len, 0, ck->hist.changed);
     s |= put(g, "empty", H5T_NATIVE_INT32, 1, len, 0, ck->hist.empty);
     s |= put(g, "seconds", H5T_NATIVE_DOUBLE, 1, len, 0, ck->hist.seconds);
+    s |= put(g, "skipped", H5T_NATIVE_DOUBLE, 1, len, 0, ck->hist.skipped);
     if (H5Gclose(g) < 0)
         s = -1;
     return s;
@@ -259,10 +260,11 @@ static int alloc_state(km_ckpt *ck, int64_t len)
     h->changed = malloc(sizeof(int64_t) * n);
     h->empty = malloc(sizeof(int32_t) * n);
     h->seconds = malloc(sizeof(double) * n);
+    h->skipped = malloc(sizeof(double) * n);
     h->len = (int)len;
     h->cap = (int)n;
     return ck->centroids && ck->previous && ck->maxabs && h->inertia && h->shift && h->changed
-           && h->empty && h->seconds ? 0 : -1;
+           && h->empty && h->seconds && h->skipped ? 0 : -1;
 }
 
 /* The metadata check: this input, these options. Returns 0 or sets err. */
@@ -307,9 +309,9 @@ static int check_match(hid_t f, const char *path, const km_options *opt, const k
         return km_fail(err, KM_ERR_USAGE, "checkpoint '%s' was made with --init %s --seed %lld, "
                        "not --init %s --seed %llu", path, init, (long long)seed, opt->init_spec,
                        (unsigned long long)opt->seed);
-    if (strcmp(algo, "lloyd"))
-        return km_fail(err, KM_ERR_USAGE, "checkpoint '%s' was made by algorithm '%s', not "
-                       "lloyd", path, algo);
+    if (strcmp(algo, "lloyd") && strcmp(algo, "hamerly"))   /* either may continue either: */
+        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' names an unknown algorithm '%s'",
+                       path, algo);                             /* their iterations are equal */
     if (*k < 1 || *k > blk->n || *iteration < 0 || *iteration >= INT_MAX)
         return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged (k=%lld, iteration=%lld)",
                        path, (long long)*k, (long long)*iteration);
@@ -345,7 +347,8 @@ static int read_local(const km_options *opt, const km_block *blk, km_ckpt *ck, k
                  get(f, "history/shift", H5T_NATIVE_DOUBLE, len, 0, ck->hist.shift) ||
                  get(f, "history/changed", H5T_NATIVE_INT64, len, 0, ck->hist.changed) ||
                  get(f, "history/empty", H5T_NATIVE_INT32, len, 0, ck->hist.empty) ||
-                 get(f, "history/seconds", H5T_NATIVE_DOUBLE, len, 0, ck->hist.seconds))
+                 get(f, "history/seconds", H5T_NATIVE_DOUBLE, len, 0, ck->hist.seconds) ||
+                 get(f, "history/skipped", H5T_NATIVE_DOUBLE, len, 0, ck->hist.skipped))
             km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged: a dataset is missing or has "
                     "the wrong shape", path);
     }
@@ -386,5 +389,6 @@ int km_ckpt_read(const km_comm *c, const km_options *opt, const km_block *blk, k
     km_comm_bcast(c, ck->hist.changed, sizeof(int64_t) * len, 0);
     km_comm_bcast(c, ck->hist.empty, sizeof(int32_t) * len, 0);
     km_comm_bcast(c, ck->hist.seconds, sizeof(double) * len, 0);
+    km_comm_bcast(c, ck->hist.skipped, sizeof(double) * len, 0);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "checkpoint.h"
 #include "fit.h"
+#include "hamerly.h"
 #include "init.h"
 #include "kernels.h"
 #include "lloyd.h"
@@ -23,6 +24,7 @@ typedef struct {
     const km_block *blk;
     km_centers kc;
     km_threads *th;
+    km_hamerly *ham;   /* the Hamerly strategy's bounds, or NULL for Lloyd */
     km_source src;
     km_acc *tot;       /* this rank's exact totals of a pass */
     double *pack;      /* tot as limbs + the flags below: the allreduce buffer */
@@ -107,7 +109,8 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
     km_acc_clear(st->tot);
-    int rc = km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
+    int rc = st->ham ? km_hamerly_pass(st->ham, &st->src, &st->kc, labels, st->th, st->tot, err)
+                     : km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
     km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
     double *flag = st->pack + st->pack_len;
     double t1 = km_now();
@@ -203,7 +206,7 @@ static double centroid_shift(const double *a, const double *b, size_t len)
 }
 
 static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
-                     const km_block *blk, int k, km_error *err)
+                     const km_block *blk, int k, km_algorithm alg, km_error *err)
 {
     memset(st, 0, sizeof *st);
     st->last_ckpt = km_now();
@@ -223,6 +226,11 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
         if (!st->acc || !st->pack || !st->tot || !st->old || !st->th)
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
                     "k=%d x d=%d per thread", c->rank, k, blk->d);
+        else if (alg == KM_ALG_HAMERLY && !(st->ham = km_hamerly_new(&st->kc, blk->rows, st->th)))
+            km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for Hamerly's bounds of %lld "
+                    "rows (%.2f GB; --algorithm lloyd needs none)", c->rank,
+                    (long long)blk->rows, km_hamerly_bytes(k, blk->d, blk->rows,
+                    km_threads_count(st->th), block_rows, blk->prec) / 1e9);
     }
     km_source_memory(&st->src, blk, block_rows, KM_CHUNK_BYTES);
     if (km_comm_agree(c, err))
@@ -237,6 +245,7 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
 static void fit_teardown(fit_state *st)
 {
     km_centers_free(&st->kc);
+    km_hamerly_free(st->ham);
     km_threads_free(st->th);
     free(st->acc);
     free(st->pack);
@@ -262,7 +271,8 @@ static int checkpoint(fit_state *st, const km_options *opt, const km_model *m,
     double t0 = km_now();
     km_ckpt ck = {.iteration = iter, .k = m->k, .d = m->d, .centroids = m->centroids,
                   .previous = st->old, .maxabs = st->kc.maxabs,
-                  .tol_scale = res->mean_variance, .hist = res->hist};
+                  .tol_scale = res->mean_variance, .hist = res->hist,
+                  .algorithm = res->algorithm};
     int rc = km_ckpt_write(st->c, opt, st->blk, &ck, err);
     st->last_ckpt = km_now();
     tm->t[KM_T_WRITE] += st->last_ckpt - t0;
@@ -289,7 +299,8 @@ static int resume_from(fit_state *st, const km_options *opt, const km_ckpt *ck, 
     memcpy(m->centroids, ck->centroids, sizeof(double) * kd);
     for (int t = 0; t < ck->hist.len; t++)
         if (km_history_push(&res->hist, ck->hist.inertia[t], ck->hist.shift[t],
-                            ck->hist.changed[t], ck->hist.empty[t], ck->hist.seconds[t], err))
+                            ck->hist.changed[t], ck->hist.empty[t], ck->hist.seconds[t],
+                            ck->hist.skipped[t], err))
             return err->code;   /* the same on every rank: no agreement needed */
     res->iterations = ck->iteration;
     if (ck->iteration == 0)
@@ -323,13 +334,20 @@ static int maybe_checkpoint(fit_state *st, const km_options *opt, const km_model
     return st->stop_asked;
 }
 
+km_algorithm km_choose_algorithm(const km_options *opt, int k)
+{
+    if (opt->algorithm != KM_ALG_AUTO)
+        return opt->algorithm;
+    return k >= KM_AUTO_HAMERLY_K ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
+}
+
 int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
            int32_t *labels, const km_ckpt *resume, km_result *res, km_timers *tm,
            FILE *progress, km_error *err)
 {
     fit_state st;
     const int k = m->k, d = m->d, ckpt_on = opt->checkpoint[0] != 0;
-    if (fit_setup(&st, c, opt, blk, k, err)) {
+    if (fit_setup(&st, c, opt, blk, k, res->algorithm, err)) {
         fit_teardown(&st);
         return err->code;
     }
@@ -359,10 +377,13 @@ int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_mode
         tm->t[KM_T_UPDATE] += km_now() - tu;
         const double inertia = st.acc[km_acc_inertia(k, d)];
         const int64_t changed = (int64_t)st.acc[km_acc_changed(k, d)];
-        if (km_history_push(&res->hist, inertia, shift, changed, empty, km_now() - t0, err))
+        const double skipped = 1 - st.acc[km_acc_distances(k, d)] / ((double)blk->n * k);
+        if (km_history_push(&res->hist, inertia, shift, changed, empty, km_now() - t0, skipped,
+                            err))
             break;   /* a local failure every rank meets the same way */
         if (progress)
-            km_report_iteration(progress, iter, inertia, shift, changed, empty, km_now() - t0);
+            km_report_iteration(progress, iter, inertia, shift, changed, empty, skipped,
+                                km_now() - t0);
         res->iterations = iter;
         res->iterations_run++;
         res->inertia = inertia;

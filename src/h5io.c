@@ -379,7 +379,7 @@ static herr_t write_attributes(hid_t f, const km_output *o)
     s |= km_h5_attr_i64(f, "k", o->model->k);
     s |= km_h5_attr_str(f, "init", opt->init_spec);
     s |= km_h5_attr_i64(f, "seed", (int64_t)opt->seed);
-    s |= km_h5_attr_str(f, "algorithm", "lloyd");
+    s |= km_h5_attr_str(f, "algorithm", km_algorithm_name(res->algorithm));
     s |= km_h5_attr_f64(f, "tol", opt->tol);
     s |= km_h5_attr_f64(f, "tol_scale", res->mean_variance);
     s |= km_h5_attr_i64(f, "max_iter", opt->max_iter);
@@ -405,6 +405,7 @@ static herr_t write_history(hid_t f, const km_history *h, int root)
     s |= small_dataset(g, "changed", H5T_NATIVE_INT64, 1, &len, h->changed, root);
     s |= small_dataset(g, "empty", H5T_NATIVE_INT32, 1, &len, h->empty, root);
     s |= small_dataset(g, "seconds", H5T_NATIVE_DOUBLE, 1, &len, h->seconds, root);
+    s |= small_dataset(g, "skipped", H5T_NATIVE_DOUBLE, 1, &len, h->skipped, root);
     H5Gclose(g);
     return s;
 }

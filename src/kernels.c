@@ -103,6 +103,11 @@ static inline void run_add4(uint64_t *run, const double *scale, int j, v4d x)
     memcpy(run + j, &r, sizeof r);
 }
 
+/* fp-contract=off: the compiler versions the loop for run == NULL and != NULL
+ * and could fuse a multiply-add in one version and not the other, so the same
+ * distance would differ by an ulp between km_dist_exact and take_row; the
+ * pruned strategies need them equal (seen: test_bounds). */
+__attribute__((optimize("fp-contract=off")))
 static inline double dist_row(const void *restrict x, const double *restrict c, int d,
                               km_precision prec, const double *restrict scale,
                               uint64_t *restrict run)
@@ -165,8 +170,8 @@ static void flush_runs(km_workspace *ws, km_acc *acc)
 
 /* Row x goes to cluster c: its fixed-point sums, count, exact distance. Runs
  * stay in the workspace until KM_FX_RUN rows or flush_runs. */
-static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
-                            km_acc *acc, km_workspace *ws)
+static inline double take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
+                              km_acc *acc, km_workspace *ws)
 {
     const int d = kc->d;
     if (ws->runcount[c] == 0)
@@ -177,6 +182,58 @@ static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t
         flush_inertia(ws, acc);
     const double e = dist_row(xr, kc->c64 + (size_t)c * d, d, kc->prec, kc->xscale,
                               ws->run + (size_t)c * d);
+    ws->runcount[c]++;
+    ws->irun += km_fx_bits(e, kc->iscale);
+    ws->irows++;
+    acc->counts[c] += 1.0;
+    if (*label != c) {
+        acc->changed += 1.0;
+        *label = c;
+    }
+    return e;
+}
+
+double km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
+                   km_workspace *ws)
+{
+    return take_row(kc, xr, c, label, acc, ws);
+}
+
+void km_take_rows(const km_centers *kc, const void *x, const int64_t *rows, int64_t n,
+                  int32_t *labels, km_acc *acc, km_workspace *ws)
+{
+    const size_t rowbytes = (size_t)kc->d * prec_size(kc->prec);
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t i = rows[j];
+        take_row(kc, (const char *)x + (size_t)i * rowbytes, labels[i], labels + i, acc, ws);
+    }
+}
+
+/* run += x as fixed-point bits, in the same lanes and order as dist_row's. */
+static inline void add_row(const void *restrict x, int d, km_precision prec,
+                           const double *restrict scale, uint64_t *restrict run)
+{
+    int j = 0;
+    for (; j + 8 <= d; j += 8) {
+        run_add4(run, scale, j, load4(x, j, prec));
+        run_add4(run, scale, j + 4, load4(x, j + 4, prec));
+    }
+    for (; j < d; j++) {
+        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
+        run[j] += km_fx_bits(xj, scale[j]);
+    }
+}
+
+void km_take_row_dist(const km_centers *kc, const void *xr, int c, double e, int32_t *label,
+                      km_acc *acc, km_workspace *ws)
+{
+    if (ws->runcount[c] == 0)
+        ws->touched[ws->ntouched++] = c;
+    else if (ws->runcount[c] == KM_FX_RUN)
+        flush_cluster(ws, acc, c);
+    if (ws->irows == KM_FX_RUN)
+        flush_inertia(ws, acc);
+    add_row(xr, kc->d, kc->prec, kc->xscale, ws->run + (size_t)c * kc->d);
     ws->runcount[c]++;
     ws->irun += km_fx_bits(e, kc->iscale);
     ws->irows++;
@@ -360,9 +417,9 @@ void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws)
 {
     if (kc->prec == KM_F32)
-        assign_block_f32(kc, x, rows, labels, acc, ws);
+        assign_block_f32(kc, x, rows, labels, acc, ws, NULL, NULL);
     else
-        assign_block_f64(kc, x, rows, labels, acc, ws);
+        assign_block_f64(kc, x, rows, labels, acc, ws, NULL, NULL);
     flush_runs(ws, acc);
 }
 
@@ -433,10 +490,34 @@ void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t 
         const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;
         const void *xb = (const char *)x + (size_t)r0 * rowbytes;
         if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
-            assign_block_f32(kc, xb, nr, labels + r0, th->acc[t], th->ws[t]);
+            assign_block_f32(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL);
         else
-            assign_block_f64(kc, xb, nr, labels + r0, th->acc[t], th->ws[t]);
+            assign_block_f64(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL);
     }
+}
+
+void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                            km_acc *acc, km_workspace *ws, double *eb, double *lb2)
+{
+    if (kc->prec == KM_F32)
+        assign_block_f32(kc, x, rows, labels, acc, ws, eb, lb2);
+    else
+        assign_block_f64(kc, x, rows, labels, acc, ws, eb, lb2);
+}
+
+km_workspace *km_threads_workspace(km_threads *th, int t)
+{
+    return th->ws[t];
+}
+
+km_acc *km_threads_acc(km_threads *th, int t)
+{
+    return th->acc[t];
+}
+
+int64_t km_threads_block_rows(const km_threads *th)
+{
+    return th->block_rows;
 }
 
 void km_threads_reduce(km_threads *th, km_acc *acc)
@@ -479,6 +560,7 @@ void km_acc_clear(km_acc *a)
     memset(a->counts, 0, sizeof(double) * (size_t)a->k);
     a->inertia = 0;
     a->changed = 0;
+    a->distances = 0;
 }
 
 void km_acc_add(km_acc *dst, const km_acc *src)
@@ -490,12 +572,13 @@ void km_acc_add(km_acc *dst, const km_acc *src)
         dst->counts[c] += src->counts[c];
     dst->inertia += src->inertia;
     dst->changed += src->changed;
+    dst->distances += src->distances;
 }
 
-/* Buffer: (k*d sums + inertia) x limbs, then k counts, then changed. */
+/* Buffer: (k*d sums + inertia) x limbs, then k counts, changed, distances. */
 size_t km_acc_pack_len(int k, int d, int limbs)
 {
-    return ((size_t)k * d + 1) * limbs + k + 1;
+    return ((size_t)k * d + 1) * limbs + k + 2;
 }
 
 void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
@@ -505,6 +588,7 @@ void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
     km_fx_pack(&a->inertia, 1, limbs, bits, buf + kd * limbs);
     memcpy(buf + (kd + 1) * limbs, a->counts, sizeof(double) * (size_t)a->k);
     buf[(kd + 1) * limbs + a->k] = a->changed;
+    buf[(kd + 1) * limbs + a->k + 1] = a->distances;
 }
 
 void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res)
@@ -521,6 +605,7 @@ void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits,
     memcpy(km_acc_counts(res, k, d), buf + (kd + 1) * limbs, sizeof(double) * (size_t)k);
     res[km_acc_inertia(k, d)] = km_fx_value(in, kc->iscale);
     res[km_acc_changed(k, d)] = buf[(kd + 1) * limbs + k];
+    res[km_acc_distances(k, d)] = buf[(kd + 1) * limbs + k + 1];
 }
 
 static double row_value(const void *x, int64_t i, int d, int j, km_precision prec)

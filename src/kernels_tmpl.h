@@ -137,27 +137,40 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, REAL *restr
 #undef KM_HAVE_T8
 
 /* Finish one row: certify or recheck the argmin, then add the row to its
- * cluster's sums and its exact distance to the inertia. */
+ * cluster's sums and its exact distance to the inertia. With eb != NULL (the
+ * pruned strategies' bounds): *eb = that exact distance, *lb2 = a lower bound of
+ * the squared distance to every other centroid (lb_fast from the scores, or the
+ * exact runner-up when the row was rechecked), before the relative margin of
+ * km_dist_exact's rounding, which the caller applies. */
 static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL second,
-                           REAL lim, int bi, int32_t *label, km_acc *acc, km_workspace *ws)
+                           REAL lim, int bi, int32_t *label, km_acc *acc, km_workspace *ws,
+                           double lb_fast, double *eb, double *lb2)
 {
     const int k = kc->k, d = kc->d;
     if (!(second > lim)) {   /* near-tie (or overflow): exact distances decide */
-        double e_best = INFINITY;
+        double e_best = INFINITY, e_second = INFINITY;
         for (int c = 0; c < k; c++) {
             double e = km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)c * d);
             if (e < e_best) {
+                e_second = e_best;
                 e_best = e;
                 bi = c;
+            } else if (e < e_second) {
+                e_second = e;
             }
         }
+        lb_fast = e_second;
     }
-    take_row(kc, xr, bi, label, acc, ws);
+    double e = take_row(kc, xr, bi, label, acc, ws);
+    if (eb) {
+        *eb = e;
+        *lb2 = lb_fast;
+    }
 }
 
 static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64_t rows,
                              int32_t *restrict labels, km_acc *acc,
-                             km_workspace *ws)
+                             km_workspace *ws, double *eb, double *lb2)
 {
     const int d = kc->d, ng = kc->kp / CG;
     REAL *xt = ws->xt, *part = ws->part;
@@ -199,8 +212,17 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             lim[h] = st.b1[h] + (8 * coef) * (xn[h] * grow + cmax2) * slack;
         for (int64_t i = 0; i < nr; i++) {
             const int h = (int)(i / VL), l = (int)(i % VL);
+            double lbf = 0;
+            if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
+                           less twice the scores' error bound and xn's rounding */
+                const double xn64 = (double)xn[h][l];
+                const double err = 2.0 * (double)coef * (xn64 * (double)grow + (double)cmax2)
+                                   * (double)slack;
+                lbf = xn64 * (1.0 - 2.0 * (d + 2) * UROUND) + (double)st.b2[h][l] - 2.0 * err;
+            }
             FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
-                           labels + r0 + i, acc, ws);
+                           labels + r0 + i, acc, ws, lbf, eb ? eb + r0 + i : NULL,
+                           lb2 ? lb2 + r0 + i : NULL);
         }
     }
 }

@@ -14,5 +14,6 @@ int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_thre
         km_assign_chunk(kc, x, n, labels + first, th);
     }
     km_threads_reduce(th, acc);
+    acc->distances += (double)src->rows * kc->k;
     return 0;
 }

@@ -4,20 +4,21 @@
 #include "report.h"
 
 void km_report_header(FILE *out, const km_options *opt, const km_block *blk, int k,
-                      int ranks, int threads)
+                      km_algorithm alg, int ranks, int threads)
 {
-    fprintf(out, "kmeans %s: %s:%s  n=%lld d=%d (%s)  k=%d  init=%s  ranks=%d threads=%d\n",
-            KM_VERSION, opt->input, opt->dataset, (long long)blk->n, blk->d, blk->dtype_note,
-            k, opt->init_spec, ranks, threads);
-    fprintf(out, "%6s %22s %12s %12s %8s\n", "iter", "inertia", " rel.shift", "changed",
-            "seconds");
+    fprintf(out, "kmeans %s: %s:%s  n=%lld d=%d (%s)  k=%d  init=%s  algorithm=%s  "
+            "ranks=%d threads=%d\n", KM_VERSION, opt->input, opt->dataset, (long long)blk->n,
+            blk->d, blk->dtype_note, k, opt->init_spec,
+            km_algorithm_name(alg), ranks, threads);
+    fprintf(out, "%6s %22s %12s %12s %8s %8s\n", "iter", "inertia", " rel.shift", "changed",
+            "skipped", "seconds");
 }
 
 void km_report_iteration(FILE *out, int iter, double inertia, double shift, int64_t changed,
-                         int empty, double seconds)
+                         int empty, double skipped, double seconds)
 {
-    fprintf(out, "%6d %22.15e %12.4e %12lld %8.4f", iter, inertia, shift, (long long)changed,
-            seconds);
+    fprintf(out, "%6d %22.15e %12.4e %12lld %7.1f%% %8.4f", iter, inertia, shift,
+            (long long)changed, 100 * skipped, seconds);
     if (empty)
         fprintf(out, "  (%d empty cluster%s re-seeded)", empty, empty > 1 ? "s" : "");
     fputc('\n', out);
@@ -94,6 +95,7 @@ int km_report_json(const char *path, const km_options *opt, const km_block *blk,
             km_stop_name(res->stop), res->inertia, total_seconds(t));
     fputs(",\"dtype\":", f);
     json_str(f, blk->dtype_note);
+    fprintf(f, ",\"algorithm\":\"%s\"", km_algorithm_name(res->algorithm));
     fprintf(f, ",\"iterations_run\":%d,\"passes\":%d,\"allreduce_bytes\":%lld",
             res->iterations_run, res->passes, (long long)res->allreduce_bytes);
     fprintf(f, ",\"rss_mb\":{\"min\":%.1f,\"mean\":%.1f,\"max\":%.1f}", res->rss_mb[0],

@@ -35,6 +35,11 @@ int km_exit_status(int code)
     }
 }
 
+const char *km_algorithm_name(km_algorithm a)
+{
+    return a == KM_ALG_HAMERLY ? "hamerly" : a == KM_ALG_LLOYD ? "lloyd" : "auto";
+}
+
 const char *km_stop_name(km_stop_reason r)
 {
     switch (r) {
@@ -63,7 +68,7 @@ static int grow(void **p, size_t elem, int cap)
 }
 
 int km_history_push(km_history *h, double inertia, double shift, int64_t changed,
-                    int32_t empty, double seconds, km_error *err)
+                    int32_t empty, double seconds, double skipped, km_error *err)
 {
     if (h->len == h->cap) {
         int cap = h->cap ? 2 * h->cap : 64;
@@ -71,7 +76,8 @@ int km_history_push(km_history *h, double inertia, double shift, int64_t changed
             grow((void **)&h->shift, sizeof(double), cap) ||
             grow((void **)&h->changed, sizeof(int64_t), cap) ||
             grow((void **)&h->empty, sizeof(int32_t), cap) ||
-            grow((void **)&h->seconds, sizeof(double), cap))
+            grow((void **)&h->seconds, sizeof(double), cap) ||
+            grow((void **)&h->skipped, sizeof(double), cap))
             return km_fail(err, KM_ERR_MEMORY, "out of memory growing the iteration history");
         h->cap = cap;
     }
@@ -80,6 +86,7 @@ int km_history_push(km_history *h, double inertia, double shift, int64_t changed
     h->changed[h->len] = changed;
     h->empty[h->len] = empty;
     h->seconds[h->len] = seconds;
+    h->skipped[h->len] = skipped;
     h->len++;
     return 0;
 }
@@ -91,5 +98,6 @@ void km_history_free(km_history *h)
     free(h->changed);
     free(h->empty);
     free(h->seconds);
+    free(h->skipped);
     *h = (km_history){0};
 }

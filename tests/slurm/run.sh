@@ -140,7 +140,7 @@ for mode in strong weak; do
     state=$(scontrol show job "$sjob" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
     sed 's/^/    | /' "$W/$mode.out"
     [ "$state" = COMPLETED ] || fail "$mode-scaling job ended $state"
-    rows=$(tail -n +2 "$W/$mode.csv" | cut -d, -f4,9,10 | tr '\n' ' ')
+    rows=$(tail -n +2 "$W/$mode.csv" | cut -d, -f4,10,11 | tr '\n' ' ')
     [ "$rows" = "$mode,1,1 $mode,2,1 " ] || fail "$mode.csv rows (mode,ranks,threads): '$rows'"
     "$PYTHON" scripts/plot_scaling.py "$W/$mode.csv" >/dev/null || fail "plot_scaling.py $mode"
     [ -s "$W/$mode.png" ] || fail "no $mode.png"

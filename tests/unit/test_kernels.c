@@ -242,6 +242,72 @@ static void test_near_ties(void **state)
     }
 }
 
+/* The bounds the pruned strategies rely on: for every row, eb = the exact float64
+ * distance to the chosen centroid, and lb2 <= the true squared distance to every
+ * other centroid (long double here, independent of the code), once lowered by the
+ * documented margin (d + 8) 2^-52. Cases: spread data, near ties, and a large
+ * common baseline (||x|| >> ||x - c||) where the score form loses most digits. */
+static void test_bounds(void **state)
+{
+    (void)state;
+    for (int p = 0; p < 2; p++)
+        for (int kind = 0; kind < 3; kind++) {
+            const int k = 13, d = kind == 1 ? 24 : 37;
+            const int64_t n = 700;
+            rng_state = 7 + 10 * p + kind;
+            double *c64 = malloc(sizeof(double) * k * d), *x64 = malloc(sizeof(double) * n * d);
+            const double base = kind == 2 ? 1e4 : 0, spread = kind == 1 ? 1e-6 : 1.0;
+            for (int c = 0; c < k; c++)
+                for (int j = 0; j < d; j++)
+                    c64[c * d + j] = base + (kind == 1 && c ? c64[j] : 0)
+                                     + (unif() - 0.5) * (kind == 1 && c ? spread : 4.0);
+            for (int64_t i = 0; i < n; i++)
+                for (int j = 0; j < d; j++)
+                    x64[i * d + j] = c64[(i % k) * d + j] + (unif() - 0.5) * 3.0 * spread;
+            km_precision prec = (km_precision)p;
+            void *x = make_data(prec, n, d, x64);
+            km_centers kc;
+            km_error err = {0};
+            km_centers_init(&kc, k, d, prec, &err);
+            set_range(&kc, x, n);
+            km_centers_load(&kc, c64);
+            km_workspace *ws = km_workspace_new(&kc, n);
+            km_acc *acc = km_acc_new(k, d), *ref = km_acc_new(k, d);
+            int32_t *lab = malloc(n * sizeof(int32_t)), *lab2 = malloc(n * sizeof(int32_t));
+            double *eb = malloc(n * sizeof(double)), *lb2 = malloc(n * sizeof(double));
+            for (int64_t i = 0; i < n; i++)
+                lab[i] = lab2[i] = -1;
+            km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2);
+            km_assign_naive(&kc, x, n, lab2, ref);
+            const double margin = (d + 8) * 0x1p-52;
+            int tight = 0;
+            for (int64_t i = 0; i < n; i++) {
+                assert_int_equal(lab[i], lab2[i]);           /* the labels are Lloyd's */
+                if (eb[i] != km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d))
+                    fail_msg("prec %d kind %d row %lld: eb %.17g exact %.17g", p, kind,
+                             (long long)i, eb[i],
+                             km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d));
+                long double second = INFINITY;
+                for (int c = 0; c < k; c++)
+                    if (c != lab[i]) {
+                        long double t = ref_dist(x, prec, i, d, c64 + (size_t)c * d);
+                        second = t < second ? t : second;
+                    }
+                if (!((long double)lb2[i] * (1 - margin) <= second))
+                    fail_msg("prec %d kind %d row %lld: lb2 %.17g above the runner-up %.17Lg",
+                             p, kind, (long long)i, lb2[i], second);
+                tight += lb2[i] > 0.5 * (double)second;
+            }
+            if (kind == 0)   /* and useful where the data allow: most bounds within 2x */
+                assert_true(tight > n / 2);
+            free(lab); free(lab2); free(eb); free(lb2); free(x); free(x64); free(c64);
+            km_acc_free(acc);
+            km_acc_free(ref);
+            km_workspace_free(ws);
+            km_centers_free(&kc);
+        }
+}
+
 /* Values of wildly different magnitude: plain float64 sums depend on the order,
  * the kernel's exact totals must not (any block size, any thread count). */
 static void test_order_independent(void **state)
@@ -442,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_default_block),
         cmocka_unit_test(test_ties),
         cmocka_unit_test(test_near_ties),
+        cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),

@@ -1,0 +1,28 @@
+/* hamerly.h — Hamerly's exact pruned assignment (G. Hamerly, "Making k-means even
+ * faster", SDM 2010): per point an upper bound on the distance to its centroid
+ * and a lower bound on the distance to every other one, moved by the centroid
+ * drifts each pass. A point whose bounds prove its label cannot change costs one
+ * exact distance (the inertia needs it anyway) instead of k. The labels, sums,
+ * inertia and changed counts are those of km_lloyd_pass, bit for bit: bounds are
+ * on true distances, loosened by proven rounding margins, and a label is kept
+ * only when the gap is strict; every other point goes through the same fast
+ * kernel as Lloyd's, gathered into blocks. */
+#ifndef KM_HAMERLY_H
+#define KM_HAMERLY_H
+#include "kernels.h"
+#include "source.h"
+
+typedef struct km_hamerly km_hamerly;
+
+/* Bounds for `rows` local rows (2 floats each) and scratch for every thread of
+ * th. NULL when out of memory. The first pass computes every distance. */
+km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th);
+void km_hamerly_free(km_hamerly *h);
+/* Bytes km_hamerly_new allocates for these sizes (to report or to limit). */
+size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_rows,
+                        km_precision prec);
+
+/* Same contract as km_lloyd_pass (acc also counts the distances computed). */
+int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
+                    km_threads *th, km_acc *acc, km_error *err);
+#endif

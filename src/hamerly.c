@@ -1,0 +1,315 @@
+/* hamerly.c — the Hamerly iteration strategy (see hamerly.h).
+ *
+ * Why the labels are Lloyd's. Lloyd's label of x is the argmin over c of
+ * E(x, c) = km_dist_exact(x, c) (lowest index on ties); the fast kernel returns
+ * exactly that. E is within a relative e = (d + 8) 2^-52 of the true squared
+ * distance D^2 (a float64 sum of d non-negative rounded terms). The bounds u, l
+ * hold for the true distances D: u >= D(x, c_a), l <= D(x, c_j) for all j != a,
+ * kept true across passes by the triangle inequality with upper bounds of the
+ * centroid drifts, every rounding pushed the safe way (M below, floats rounded
+ * up for u and down for l). If u (1 + e) < z (1 - e), z = max(l, sep_a - u),
+ * then E(x, c_a) <= u^2 (1 + e) < z^2 (1 - e) <= E(x, c_j) for every j != a:
+ * a is the strict argmin of E, so Lloyd's kernel would choose it too. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+#include "hamerly.h"
+
+typedef struct {
+    void *x;          /* gathered rows that need every distance */
+    int32_t *lab;     /* their labels */
+    int64_t *row;     /* their local row numbers */
+    double *eb, *lb2; /* the kernel's exact distance and runner-up bound */
+    int64_t n;
+    double *ub, *lb;  /* a block's moved bounds */
+    int64_t *kept;    /* rows of the block kept on the moved bounds */
+    int64_t *rest;    /* and the others */
+} gather_buf;
+
+struct km_hamerly {
+    int64_t rows;
+    int k, d, nt;
+    int64_t cap;      /* rows per gather buffer (the kernel's block) */
+    size_t esize;
+    float *upper;     /* rows: >= D(x, c_label) */
+    float *lower;     /* rows: <= D(x, c_j) for every j != label */
+    double *prev;     /* k x d: the centroids of the last pass */
+    double *drift;    /* k: >= D(c_new, c_prev) */
+    double *sep;      /* k: <= min over j != c of D(c, c_j) (0 when not computed) */
+    int valid;        /* the bounds hold for prev */
+    gather_buf *buf;  /* per thread */
+};
+
+static double margin(int d)
+{
+    return (d + 8) * 0x1p-52 + 0x1p-48;   /* E vs D^2, plus sqrt and product roundings */
+}
+
+/* Next float up / down from a positive finite float (its bits + / - 1). */
+static inline float bump(float f, int32_t by)
+{
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    i += by;
+    memcpy(&f, &i, sizeof f);
+    return f;
+}
+
+/* v rounded up to a float (v >= 0; NaN gives +inf: a bound that proves nothing). */
+static inline float up_f(double v)
+{
+    if (!(v >= 0))
+        return INFINITY;
+    float f = (float)v;
+    if (isinf(f))
+        return f;
+    return (double)f < v ? bump(f, 1) : f;
+}
+
+/* v rounded down to a float (negative or NaN gives 0). */
+static inline float down_f(double v)
+{
+    if (!(v > 0))
+        return 0;
+    float f = (float)v;
+    if (isinf(f))
+        return FLT_MAX;
+    return (double)f > v ? (f > 0 ? bump(f, -1) : 0) : f;
+}
+
+static inline double max2d(double a, double b)
+{
+    return a > b ? a : b;   /* b on NaN: z = l then, never larger than the truth */
+}
+
+size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_rows,
+                        km_precision prec)
+{
+    const size_t esize = prec == KM_F32 ? 4 : 8;
+    return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 2 * (size_t)k)
+           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 7);
+}
+
+void km_hamerly_free(km_hamerly *h)
+{
+    if (!h)
+        return;
+    for (int t = 0; h->buf && t < h->nt; t++) {
+        free(h->buf[t].x);
+        free(h->buf[t].lab);
+        free(h->buf[t].row);
+        free(h->buf[t].eb);
+        free(h->buf[t].lb2);
+        free(h->buf[t].ub);
+        free(h->buf[t].lb);
+        free(h->buf[t].kept);
+        free(h->buf[t].rest);
+    }
+    free(h->buf);
+    free(h->upper);
+    free(h->lower);
+    free(h->prev);
+    free(h->drift);
+    free(h->sep);
+    free(h);
+}
+
+km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
+{
+    km_hamerly *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->rows = rows;
+    h->k = kc->k;
+    h->d = kc->d;
+    h->nt = km_threads_count(th);
+    h->cap = km_threads_block_rows(th);
+    h->esize = kc->prec == KM_F32 ? 4 : 8;
+    const size_t n = rows > 0 ? (size_t)rows : 1;
+    h->upper = malloc(sizeof(float) * n);
+    h->lower = malloc(sizeof(float) * n);
+    h->prev = malloc(sizeof(double) * (size_t)h->k * h->d);
+    h->drift = malloc(sizeof(double) * (size_t)h->k);
+    h->sep = malloc(sizeof(double) * (size_t)h->k);
+    h->buf = calloc((size_t)h->nt, sizeof *h->buf);
+    int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->buf;
+    for (int t = 0; ok && t < h->nt; t++) {
+        gather_buf *b = &h->buf[t];
+        b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
+        b->lab = malloc(sizeof(int32_t) * (size_t)h->cap);
+        b->row = malloc(sizeof(int64_t) * (size_t)h->cap);
+        b->eb = malloc(sizeof(double) * (size_t)h->cap);
+        b->lb2 = malloc(sizeof(double) * (size_t)h->cap);
+        b->ub = malloc(sizeof(double) * (size_t)h->cap);
+        b->lb = malloc(sizeof(double) * (size_t)h->cap);
+        b->kept = malloc(sizeof(int64_t) * (size_t)h->cap);
+        b->rest = malloc(sizeof(int64_t) * (size_t)h->cap);
+        ok = b->x && b->lab && b->row && b->eb && b->lb2 && b->ub && b->lb && b->kept && b->rest;
+    }
+    if (!ok) {
+        km_hamerly_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* Bounds of a row the kernel just assigned. */
+static inline void set_bounds(km_hamerly *h, int64_t i, double eb, double lb2, double m)
+{
+    h->upper[i] = up_f(sqrt(eb) * (1 + m));
+    h->lower[i] = down_f(sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
+}
+
+/* Drifts since the last pass and the centroid separations, upper / lower bounds. */
+static void centroid_moves(km_hamerly *h, const double *c64, double m, double *max1, int *arg1,
+                           double *max2)
+{
+    const int k = h->k, d = h->d;
+    *max1 = *max2 = 0;
+    *arg1 = -1;
+    for (int c = 0; c < k; c++) {
+        const double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64, h->prev + (size_t)c * d);
+        h->drift[c] = sqrt(e) * (1 + m) * (1 + m);
+        if (h->drift[c] > *max1) {
+            *max2 = *max1;
+            *max1 = h->drift[c];
+            *arg1 = c;
+        } else if (h->drift[c] > *max2) {
+            *max2 = h->drift[c];
+        }
+    }
+    /* min distance to another centroid: O(k^2 d), skipped when that would rival a pass */
+    const int use_sep = (double)k * k * d <= 4.0 * (double)(h->rows > 0 ? h->rows : 1) * d;
+#pragma omp parallel for schedule(dynamic, 4) if (k > 64)
+    for (int c = 0; c < k; c++) {
+        double best = INFINITY;
+        for (int j = 0; use_sep && j < k; j++)
+            if (j != c) {
+                double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64, c64 + (size_t)j * d);
+                best = e < best ? e : best;
+            }
+        h->sep[c] = use_sep && k > 1 ? sqrt(best) * (1 - m) * (1 - m) : 0;
+    }
+}
+
+/* Run the kernel on thread t's gathered rows and scatter labels and bounds. */
+static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, int32_t *labels,
+                           km_acc *acc, km_workspace *ws, double m)
+{
+    if (!b->n)
+        return;
+    km_assign_block_bounds(kc, b->x, b->n, b->lab, acc, ws, b->eb, b->lb2);
+    for (int64_t j = 0; j < b->n; j++) {
+        labels[b->row[j]] = b->lab[j];
+        set_bounds(h, b->row[j], b->eb[j], b->lb2[j], m);
+    }
+    acc->distances += (double)b->n * h->k;
+    b->n = 0;
+}
+
+/* Rows [r0, r0 + nr) of the chunk starting at local row `first`. First the
+ * moved bounds of every row (a loop without calls), then the rows they keep go
+ * to their cluster in one call, the others are tightened with their one exact
+ * distance, and those still in doubt are gathered for the kernel. */
+static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
+                         int64_t r0, int64_t nr, int32_t *labels, km_acc *acc,
+                         km_workspace *ws, gather_buf *b, double m, double max1, int arg1,
+                         double max2)
+{
+    const size_t rowbytes = h->esize * (size_t)h->d;
+    const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
+    const float *upper = h->upper + first, *lower = h->lower + first;
+    const int32_t *lab = labels + first;
+    int64_t nk = 0, nrest = 0;
+    for (int64_t i = r0; i < r0 + nr; i++) {
+        const int a = lab[i];
+        const double u = ((double)upper[i] + h->drift[a]) * grow;
+        double l = ((double)lower[i] - (a == arg1 ? max2 : max1)) * shrink;
+        l = l > 0 ? l : 0;
+        const double z = max2d(l, (h->sep[a] - u) * shrink);
+        b->ub[i - r0] = u;
+        b->lb[i - r0] = l;
+        if (u * (1 + m) < z * (1 - m))
+            b->kept[nk++] = i;
+        else
+            b->rest[nrest++] = i;
+    }
+    km_take_rows(kc, x, b->kept, nk, labels + first, acc, ws);
+    for (int64_t j = 0; j < nk; j++) {   /* u stays the moved bound: no square root */
+        const int64_t i = b->kept[j];
+        h->upper[first + i] = up_f(b->ub[i - r0]);
+        h->lower[first + i] = down_f(b->lb[i - r0]);
+    }
+    for (int64_t j = 0; j < nrest; j++) {
+        const int64_t i = b->rest[j], g = first + i;
+        const int a = labels[g];
+        const char *xr = x + (size_t)i * rowbytes;
+        const double l = b->lb[i - r0];
+        /* tighten u with the one exact distance (the inertia needs it anyway) */
+        const double e = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)a * h->d);
+        const double u = sqrt(e) * (1 + m);
+        acc->distances += 1;
+        const double z = max2d(l, (h->sep[a] - u) * shrink);
+        if (u * (1 + m) < z * (1 - m)) {
+            km_take_row_dist(kc, xr, a, e, labels + g, acc, ws);
+            h->upper[g] = up_f(u);
+            h->lower[g] = down_f(l);
+            continue;
+        }
+        memcpy((char *)b->x + (size_t)b->n * rowbytes, xr, rowbytes);
+        b->lab[b->n] = a;
+        b->row[b->n++] = g;
+        if (b->n == h->cap)
+            flush_gathered(h, kc, b, labels, acc, ws, m);
+    }
+    flush_gathered(h, kc, b, labels, acc, ws, m);
+}
+
+/* Every row of the block through the kernel: the first pass. */
+static void block_full(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
+                       int64_t r0, int64_t nr, int32_t *labels, km_acc *acc, km_workspace *ws,
+                       gather_buf *b, double m)
+{
+    km_assign_block_bounds(kc, x + (size_t)r0 * h->esize * h->d, nr, labels + first + r0, acc,
+                           ws, b->eb, b->lb2);
+    for (int64_t j = 0; j < nr; j++)
+        set_bounds(h, first + r0 + j, b->eb[j], b->lb2[j], m);
+    acc->distances += (double)nr * h->k;
+}
+
+int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
+                    km_threads *th, km_acc *acc, km_error *err)
+{
+    const double m = margin(h->d);
+    double max1 = 0, max2 = 0;
+    int arg1 = -1;
+    if (h->valid)
+        centroid_moves(h, kc->c64, m, &max1, &arg1, &max2);
+    const int64_t br = h->cap;
+    for (int64_t first = 0; first < src->rows; first += src->chunk_rows) {
+        const int64_t n = src->rows - first < src->chunk_rows ? src->rows - first
+                                                              : src->chunk_rows;
+        const void *x;
+        if (src->get(src, first, n, &x, err))
+            return err->code;
+        const int64_t nblocks = (n + br - 1) / br;
+#pragma omp parallel for schedule(dynamic, 2) num_threads(h->nt)
+        for (int64_t bl = 0; bl < nblocks; bl++) {
+            const int t = omp_get_thread_num();
+            const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
+            km_acc *ta = km_threads_acc(th, t);
+            km_workspace *ws = km_threads_workspace(th, t);
+            if (h->valid)
+                block_pruned(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m, max1, arg1,
+                             max2);
+            else
+                block_full(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
+        }
+    }
+    km_threads_reduce(th, acc);
+    memcpy(h->prev, kc->c64, sizeof(double) * (size_t)h->k * h->d);
+    h->valid = 1;
+    return 0;
+}

@@ -1,0 +1,133 @@
+"""--algorithm hamerly against --algorithm lloyd: the same labels, centroids,
+cluster sizes, inertia, per-iteration history and iteration count, bit for bit,
+for 1-3 ranks x 1-2 threads, on real datasets, exact ties, near ties, a large
+common baseline, empty clusters, and across a checkpoint/resume. The reference is
+the plain Lloyd run (itself checked against scikit-learn in test_kmeans.py)."""
+import shutil
+import signal
+import subprocess
+import unittest
+
+import h5py
+import numpy as np
+from sklearn import datasets
+
+from common import CONFIGS, TempDir, mpirun, read_result, write_h5
+from test_checkpoint import finish, start, wait_for_iteration
+
+TMP = None
+EXACT = ["/centroids", "/labels", "/cluster_sizes", "/history/inertia", "/history/shift",
+         "/history/changed", "/history/empty"]
+
+
+def setUpModule():
+    global TMP
+    TMP = TempDir()
+
+
+def tearDownModule():
+    TMP.cleanup()
+
+
+class SameAsLloyd(unittest.TestCase):
+    def compare(self, name, x, args, configs=CONFIGS):
+        path = write_h5(TMP(name + ".h5"), x)
+        ref = TMP(name + "-lloyd.h5")
+        rc, so, se = mpirun(1, 1, ["-i", path, "-q", "--algorithm", "lloyd", "-o", ref] + args)
+        self.assertEqual(rc, 0, se)
+        a = read_result(ref)
+        self.assertEqual(a["attrs"]["algorithm"], "lloyd")
+        skipped = []
+        for ranks, threads in configs:
+            out = TMP("%s-hamerly-%d-%d.h5" % (name, ranks, threads))
+            rc, so, se = mpirun(ranks, threads, ["-i", path, "-q", "--algorithm", "hamerly",
+                                                 "-o", out] + args)
+            self.assertEqual(rc, 0, se)
+            for obj in EXACT:
+                p = subprocess.run(["h5diff", ref, out, obj], capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, "%s %d x %d: %s differs: %s"
+                                 % (name, ranks, threads, obj, p.stdout[:300]))
+            b = read_result(out)
+            self.assertEqual(b["attrs"]["algorithm"], "hamerly")
+            for key in ("iterations", "stop_reason", "inertia"):
+                self.assertEqual(a["attrs"][key], b["attrs"][key], key)
+            skipped.append(b["history"]["skipped"])
+        for s in skipped[1:]:   # what was skipped does not depend on the layout either
+            np.testing.assert_array_equal(s, skipped[0])
+        return a, skipped[0]
+
+    def test_datasets(self):
+        for name, loader, k in (("iris", datasets.load_iris, 8), ("wine", datasets.load_wine, 6),
+                                ("digits", datasets.load_digits, 20)):
+            x = loader().data
+            a, skipped = self.compare(name, x, ["-k", str(k), "--init", "first", "--tol", "0"],
+                                      configs=[(1, 1), (2, 2), (3, 1)])
+            self.assertEqual(skipped[0], 0.0)                  # the first pass computes all
+            if len(skipped) > 3:
+                self.assertGreater(skipped[-1], 0.5, name)     # and later ones prune
+
+    def test_exact_ties(self):
+        # a lattice: many points exactly half-way between centroids, duplicates too
+        g = np.arange(0.0, 6.0)
+        x = np.array([(a, b) for a in g for b in g for _ in range(3)])
+        self.compare("lattice", x, ["--init", "rows:0,3,30,33,57,90", "--tol", "0"])
+
+    def test_near_ties_and_baseline(self):
+        rng = np.random.default_rng(2)
+        c = 1e4 + rng.standard_normal((1, 30))                 # expression-like baseline
+        x = c + 1e-3 * rng.standard_normal((3000, 30))
+        x[::7] = x[::7].round(2)                               # many near-duplicates
+        self.compare("baseline", x.astype(np.float32), ["-k", "12", "--seed", "3",
+                                                        "--tol", "0"])
+        self.compare("baseline64", x, ["-k", "12", "--seed", "3", "--tol", "0"],
+                     configs=[(2, 2)])
+
+    def test_empty_clusters(self):
+        x = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]] * 7)
+        with h5py.File(TMP("e-init.h5"), "w") as f:
+            f["c"] = np.array([[0.5], [100.0], [11.0], [-50.0]])
+        self.compare("empty", x, ["--init", TMP("e-init.h5") + ":/c", "--tol", "0"])
+
+    def test_auto_and_tol_stop(self):
+        rng = np.random.default_rng(4)
+        x = rng.uniform(size=(4000, 3)).astype(np.float32)
+        path = write_h5(TMP("auto.h5"), x)
+        rc, so, se = mpirun(2, 1, ["-i", path, "-k", "64", "--init", "first", "-o",
+                                   TMP("auto-out.h5")])
+        self.assertEqual(rc, 0, se)
+        self.assertIn("algorithm=hamerly", so)                 # auto: k >= 64
+        self.compare("tolstop", x, ["-k", "64", "--init", "first", "--tol", "1e-3"],
+                     configs=[(2, 1), (1, 2)])
+
+    def test_checkpoint_across_algorithms(self):
+        rng = np.random.default_rng(6)
+        u = rng.uniform(size=(60000, 3))
+        x = np.sin(2 * np.pi * u) @ rng.standard_normal((3, 10)) + 0.01 * rng.standard_normal(
+            (60000, 10))
+        path = write_h5(TMP("ck.h5"), x.astype(np.float32))
+        args = ["-i", path, "-k", "40", "--seed", "1", "--tol", "0"]
+        ref = TMP("ck-ref.h5")
+        rc, so, se = mpirun(2, 1, args + ["-q", "--algorithm", "lloyd", "-o", ref])
+        self.assertEqual(rc, 0, se)
+        ckpt, out = TMP("ck-ckpt.h5"), TMP("ck-out.h5")
+        p = start(2, 1, args + ["--algorithm", "hamerly", "-o", out, "--checkpoint", ckpt])
+        wait_for_iteration(p, 6)
+        p.send_signal(signal.SIGUSR1)
+        rc, so, se = finish(p)
+        self.assertEqual(rc, 75, se)
+        with h5py.File(ckpt, "r") as f:
+            self.assertEqual(f.attrs["algorithm"], "hamerly")
+        # continued by Hamerly (bounds rebuilt by one full pass) and by Lloyd: same bits
+        shutil.copy(ckpt, TMP("ck-ckpt2.h5"))
+        for alg, ck in (("hamerly", ckpt), ("lloyd", TMP("ck-ckpt2.h5"))):
+            rc, so, se = mpirun(3, 1, args + ["--algorithm", alg, "-o", out, "--checkpoint", ck,
+                                              "--resume", "-q"])
+            self.assertEqual(rc, 0, se)
+            for obj in EXACT:
+                p = subprocess.run(["h5diff", ref, out, obj], capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, "%s: %s differs: %s"
+                                 % (alg, obj, p.stdout[:300]))
+
+
+if __name__ == "__main__":
+    unittest.main()
