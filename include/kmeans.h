@@ -36,7 +36,7 @@ int km_exit_status(int code);
 
 typedef enum { KM_F32 = 0, KM_F64 = 1 } km_precision;
 
-typedef enum { KM_ALG_AUTO = 0, KM_ALG_LLOYD, KM_ALG_HAMERLY } km_algorithm;
+typedef enum { KM_ALG_AUTO = 0, KM_ALG_LLOYD, KM_ALG_HAMERLY, KM_ALG_YINYANG } km_algorithm;
 const char *km_algorithm_name(km_algorithm a);
 
 typedef enum {

@@ -14,6 +14,15 @@ struct km_source {
     const km_block *blk;
 };
 
+/* Rows in the chunk that starts at local row `first` (0 past the end). Walk a
+ * source with: for (int64_t f = 0, n; (n = km_source_span(s, f)) > 0; f += n). */
+static inline int64_t km_source_span(const km_source *s, int64_t first)
+{
+    if (first >= s->rows)
+        return 0;
+    return s->rows - first < s->chunk_rows ? s->rows - first : s->chunk_rows;
+}
+
 /* A source over an in-memory block, chunks of about chunk_bytes, a multiple of
  * block_rows rows. */
 void km_source_memory(km_source *s, const km_block *blk, int64_t block_rows,

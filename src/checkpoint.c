@@ -309,9 +309,9 @@ static int check_match(hid_t f, const char *path, const km_options *opt, const k
         return km_fail(err, KM_ERR_USAGE, "checkpoint '%s' was made with --init %s --seed %lld, "
                        "not --init %s --seed %llu", path, init, (long long)seed, opt->init_spec,
                        (unsigned long long)opt->seed);
-    if (strcmp(algo, "lloyd") && strcmp(algo, "hamerly"))   /* either may continue either: */
+    if (strcmp(algo, "lloyd") && strcmp(algo, "hamerly") && strcmp(algo, "yinyang"))
         return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' names an unknown algorithm '%s'",
-                       path, algo);                             /* their iterations are equal */
+                       path, algo);   /* any may continue any: their iterations are equal */
     if (*k < 1 || *k > blk->n || *iteration < 0 || *iteration >= INT_MAX)
         return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged (k=%lld, iteration=%lld)",
                        path, (long long)*k, (long long)*iteration);

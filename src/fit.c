@@ -16,6 +16,7 @@
 #include "report.h"
 #include "signals.h"
 #include "source.h"
+#include "yinyang.h"
 
 #define KM_CHUNK_BYTES (8u << 20)
 
@@ -24,7 +25,8 @@ typedef struct {
     const km_block *blk;
     km_centers kc;
     km_threads *th;
-    km_hamerly *ham;   /* the Hamerly strategy's bounds, or NULL for Lloyd */
+    km_hamerly *ham;   /* the Hamerly strategy's bounds, or NULL */
+    km_yinyang *yy;    /* the Yinyang strategy's bounds, or NULL */
     km_source src;
     km_acc *tot;       /* this rank's exact totals of a pass */
     double *pack;      /* tot as limbs + the flags below: the allreduce buffer */
@@ -109,8 +111,9 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
     km_acc_clear(st->tot);
-    int rc = st->ham ? km_hamerly_pass(st->ham, &st->src, &st->kc, labels, st->th, st->tot, err)
-                     : km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
+    int rc = st->yy    ? km_yinyang_pass(st->yy, &st->src, &st->kc, labels, st->th, st->tot, err)
+             : st->ham ? km_hamerly_pass(st->ham, &st->src, &st->kc, labels, st->th, st->tot, err)
+                       : km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
     km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
     double *flag = st->pack + st->pack_len;
     double t1 = km_now();
@@ -231,6 +234,11 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
                     "rows (%.2f GB; --algorithm lloyd needs none)", c->rank,
                     (long long)blk->rows, km_hamerly_bytes(k, blk->d, blk->rows,
                     km_threads_count(st->th), block_rows, blk->prec) / 1e9);
+        else if (alg == KM_ALG_YINYANG && !(st->yy = km_yinyang_new(&st->kc, blk->rows, st->th)))
+            km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for Yinyang's bounds of %lld "
+                    "rows (%.2f GB; --algorithm hamerly needs 2 floats a row)", c->rank,
+                    (long long)blk->rows,
+                    km_yinyang_bytes(k, blk->d, blk->rows, km_threads_count(st->th)) / 1e9);
     }
     km_source_memory(&st->src, blk, block_rows, KM_CHUNK_BYTES);
     if (km_comm_agree(c, err))
@@ -246,6 +254,7 @@ static void fit_teardown(fit_state *st)
 {
     km_centers_free(&st->kc);
     km_hamerly_free(st->ham);
+    km_yinyang_free(st->yy);
     km_threads_free(st->th);
     free(st->acc);
     free(st->pack);

@@ -10,11 +10,11 @@
  * up for u and down for l). If u (1 + e) < z (1 - e), z = max(l, sep_a - u),
  * then E(x, c_a) <= u^2 (1 + e) < z^2 (1 - e) <= E(x, c_j) for every j != a:
  * a is the strict argmin of E, so Lloyd's kernel would choose it too. */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include "bounds.h"
 #include "hamerly.h"
 
 typedef struct {
@@ -41,43 +41,6 @@ struct km_hamerly {
     int valid;        /* the bounds hold for prev */
     gather_buf *buf;  /* per thread */
 };
-
-static double margin(int d)
-{
-    return (d + 8) * 0x1p-52 + 0x1p-48;   /* E vs D^2, plus sqrt and product roundings */
-}
-
-/* Next float up / down from a positive finite float (its bits + / - 1). */
-static inline float bump(float f, int32_t by)
-{
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    i += by;
-    memcpy(&f, &i, sizeof f);
-    return f;
-}
-
-/* v rounded up to a float (v >= 0; NaN gives +inf: a bound that proves nothing). */
-static inline float up_f(double v)
-{
-    if (!(v >= 0))
-        return INFINITY;
-    float f = (float)v;
-    if (isinf(f))
-        return f;
-    return (double)f < v ? bump(f, 1) : f;
-}
-
-/* v rounded down to a float (negative or NaN gives 0). */
-static inline float down_f(double v)
-{
-    if (!(v > 0))
-        return 0;
-    float f = (float)v;
-    if (isinf(f))
-        return FLT_MAX;
-    return (double)f > v ? (f > 0 ? bump(f, -1) : 0) : f;
-}
 
 static inline double max2d(double a, double b)
 {
@@ -158,8 +121,8 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
 /* Bounds of a row the kernel just assigned. */
 static inline void set_bounds(km_hamerly *h, int64_t i, double eb, double lb2, double m)
 {
-    h->upper[i] = up_f(sqrt(eb) * (1 + m));
-    h->lower[i] = down_f(sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
+    h->upper[i] = km_up_f(sqrt(eb) * (1 + m));
+    h->lower[i] = km_down_f(sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
 }
 
 /* Drifts since the last pass and the centroid separations, upper / lower bounds. */
@@ -169,9 +132,8 @@ static void centroid_moves(km_hamerly *h, const double *c64, double m, double *m
     const int k = h->k, d = h->d;
     *max1 = *max2 = 0;
     *arg1 = -1;
+    km_bound_drifts(h->prev, c64, k, d, m, h->drift);
     for (int c = 0; c < k; c++) {
-        const double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64, h->prev + (size_t)c * d);
-        h->drift[c] = sqrt(e) * (1 + m) * (1 + m);
         if (h->drift[c] > *max1) {
             *max2 = *max1;
             *max1 = h->drift[c];
@@ -239,8 +201,8 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
     km_take_rows(kc, x, b->kept, nk, labels + first, acc, ws);
     for (int64_t j = 0; j < nk; j++) {   /* u stays the moved bound: no square root */
         const int64_t i = b->kept[j];
-        h->upper[first + i] = up_f(b->ub[i - r0]);
-        h->lower[first + i] = down_f(b->lb[i - r0]);
+        h->upper[first + i] = km_up_f(b->ub[i - r0]);
+        h->lower[first + i] = km_down_f(b->lb[i - r0]);
     }
     for (int64_t j = 0; j < nrest; j++) {
         const int64_t i = b->rest[j], g = first + i;
@@ -254,8 +216,8 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         const double z = max2d(l, (h->sep[a] - u) * shrink);
         if (u * (1 + m) < z * (1 - m)) {
             km_take_row_dist(kc, xr, a, e, labels + g, acc, ws);
-            h->upper[g] = up_f(u);
-            h->lower[g] = down_f(l);
+            h->upper[g] = km_up_f(u);
+            h->lower[g] = km_down_f(l);
             continue;
         }
         memcpy((char *)b->x + (size_t)b->n * rowbytes, xr, rowbytes);
@@ -282,15 +244,13 @@ static void block_full(km_hamerly *h, const km_centers *kc, const char *x, int64
 int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
                     km_threads *th, km_acc *acc, km_error *err)
 {
-    const double m = margin(h->d);
+    const double m = km_bound_margin(h->d);
     double max1 = 0, max2 = 0;
     int arg1 = -1;
     if (h->valid)
         centroid_moves(h, kc->c64, m, &max1, &arg1, &max2);
     const int64_t br = h->cap;
-    for (int64_t first = 0; first < src->rows; first += src->chunk_rows) {
-        const int64_t n = src->rows - first < src->chunk_rows ? src->rows - first
-                                                              : src->chunk_rows;
+    for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
         const void *x;
         if (src->get(src, first, n, &x, err))
             return err->code;

@@ -5,9 +5,7 @@
 int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_threads *th,
                   km_acc *acc, km_error *err)
 {
-    for (int64_t first = 0; first < src->rows; first += src->chunk_rows) {
-        const int64_t n = src->rows - first < src->chunk_rows ? src->rows - first
-                                                              : src->chunk_rows;
+    for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
         const void *x;
         if (src->get(src, first, n, &x, err))
             return err->code;

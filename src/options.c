@@ -75,6 +75,9 @@ void km_options_help(FILE *out)
 "                           lloyd    every point against every centroid\n"
 "                           hamerly  Hamerly's bounds (2 floats per point) skip the\n"
 "                                    points that provably keep their cluster\n"
+"                           yinyang  Yinyang's group bounds (1 + K/10 floats per\n"
+"                                    point) also skip the groups of centroids that\n"
+"                                    provably lie farther\n"
 "                           auto     hamerly when K >= 64, else lloyd (measured:\n"
 "                                    below, its bookkeeping costs more than it saves)\n"
 "                         Every choice gives the same labels, centroids, inertia and\n"
@@ -286,11 +289,13 @@ static int apply_option(km_options *opt, int c, const char *arg, km_error *err)
             opt->algorithm = KM_ALG_LLOYD;
         else if (!strcmp(arg, "hamerly"))
             opt->algorithm = KM_ALG_HAMERLY;
+        else if (!strcmp(arg, "yinyang"))
+            opt->algorithm = KM_ALG_YINYANG;
         else if (!strcmp(arg, "auto"))
             opt->algorithm = KM_ALG_AUTO;
         else
-            return km_fail(err, KM_ERR_USAGE, "--algorithm '%s': expected lloyd, hamerly or "
-                           "auto", arg);
+            return km_fail(err, KM_ERR_USAGE, "--algorithm '%s': expected lloyd, hamerly, "
+                           "yinyang or auto", arg);
         return 0;
     }
     return km_fail(err, KM_ERR_INTERNAL, "unhandled option %d", c);

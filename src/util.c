@@ -37,7 +37,8 @@ int km_exit_status(int code)
 
 const char *km_algorithm_name(km_algorithm a)
 {
-    return a == KM_ALG_HAMERLY ? "hamerly" : a == KM_ALG_LLOYD ? "lloyd" : "auto";
+    return a == KM_ALG_YINYANG ? "yinyang" : a == KM_ALG_HAMERLY ? "hamerly"
+           : a == KM_ALG_LLOYD ? "lloyd" : "auto";
 }
 
 const char *km_stop_name(km_stop_reason r)

@@ -1,4 +1,4 @@
-"""--algorithm hamerly against --algorithm lloyd: the same labels, centroids,
+"""--algorithm hamerly and yinyang against --algorithm lloyd: the same labels, centroids,
 cluster sizes, inertia, per-iteration history and iteration count, bit for bit,
 for 1-3 ranks x 1-2 threads, on real datasets, exact ties, near ties, a large
 common baseline, empty clusters, and across a checkpoint/resume. The reference is
@@ -37,24 +37,27 @@ class SameAsLloyd(unittest.TestCase):
         self.assertEqual(rc, 0, se)
         a = read_result(ref)
         self.assertEqual(a["attrs"]["algorithm"], "lloyd")
-        skipped = []
-        for ranks, threads in configs:
-            out = TMP("%s-hamerly-%d-%d.h5" % (name, ranks, threads))
-            rc, so, se = mpirun(ranks, threads, ["-i", path, "-q", "--algorithm", "hamerly",
-                                                 "-o", out] + args)
-            self.assertEqual(rc, 0, se)
-            for obj in EXACT:
-                p = subprocess.run(["h5diff", ref, out, obj], capture_output=True, text=True)
-                self.assertEqual(p.returncode, 0, "%s %d x %d: %s differs: %s"
-                                 % (name, ranks, threads, obj, p.stdout[:300]))
-            b = read_result(out)
-            self.assertEqual(b["attrs"]["algorithm"], "hamerly")
-            for key in ("iterations", "stop_reason", "inertia"):
-                self.assertEqual(a["attrs"][key], b["attrs"][key], key)
-            skipped.append(b["history"]["skipped"])
-        for s in skipped[1:]:   # what was skipped does not depend on the layout either
-            np.testing.assert_array_equal(s, skipped[0])
-        return a, skipped[0]
+        first = {}
+        for alg in ("hamerly", "yinyang"):
+            skipped = []
+            for ranks, threads in configs:
+                out = TMP("%s-%s-%d-%d.h5" % (name, alg, ranks, threads))
+                rc, so, se = mpirun(ranks, threads, ["-i", path, "-q", "--algorithm", alg,
+                                                     "-o", out] + args)
+                self.assertEqual(rc, 0, se)
+                for obj in EXACT:
+                    p = subprocess.run(["h5diff", ref, out, obj], capture_output=True, text=True)
+                    self.assertEqual(p.returncode, 0, "%s %s %d x %d: %s differs: %s"
+                                     % (name, alg, ranks, threads, obj, p.stdout[:300]))
+                b = read_result(out)
+                self.assertEqual(b["attrs"]["algorithm"], alg)
+                for key in ("iterations", "stop_reason", "inertia"):
+                    self.assertEqual(a["attrs"][key], b["attrs"][key], key)
+                skipped.append(b["history"]["skipped"])
+            for s in skipped[1:]:   # what was skipped does not depend on the layout either
+                np.testing.assert_array_equal(s, skipped[0])
+            first[alg] = skipped[0]
+        return a, first["hamerly"]
 
     def test_datasets(self):
         for name, loader, k in (("iris", datasets.load_iris, 8), ("wine", datasets.load_wine, 6),
@@ -110,16 +113,18 @@ class SameAsLloyd(unittest.TestCase):
         rc, so, se = mpirun(2, 1, args + ["-q", "--algorithm", "lloyd", "-o", ref])
         self.assertEqual(rc, 0, se)
         ckpt, out = TMP("ck-ckpt.h5"), TMP("ck-out.h5")
-        p = start(2, 1, args + ["--algorithm", "hamerly", "-o", out, "--checkpoint", ckpt])
+        p = start(2, 1, args + ["--algorithm", "yinyang", "-o", out, "--checkpoint", ckpt])
         wait_for_iteration(p, 6)
         p.send_signal(signal.SIGUSR1)
         rc, so, se = finish(p)
         self.assertEqual(rc, 75, se)
         with h5py.File(ckpt, "r") as f:
-            self.assertEqual(f.attrs["algorithm"], "hamerly")
-        # continued by Hamerly (bounds rebuilt by one full pass) and by Lloyd: same bits
+            self.assertEqual(f.attrs["algorithm"], "yinyang")
+        # continued by each strategy (bounds rebuilt by one full pass): the same bits
         shutil.copy(ckpt, TMP("ck-ckpt2.h5"))
-        for alg, ck in (("hamerly", ckpt), ("lloyd", TMP("ck-ckpt2.h5"))):
+        shutil.copy(ckpt, TMP("ck-ckpt3.h5"))
+        for alg, ck in (("yinyang", ckpt), ("hamerly", TMP("ck-ckpt2.h5")),
+                        ("lloyd", TMP("ck-ckpt3.h5"))):
             rc, so, se = mpirun(3, 1, args + ["--algorithm", alg, "-o", out, "--checkpoint", ck,
                                               "--resume", "-q"])
             self.assertEqual(rc, 0, se)

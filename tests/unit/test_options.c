@@ -130,6 +130,7 @@ static void test_errors(void **state)
     BAD("unexpected argument 'extra'", "-i", "x.h5", "-k", "2", "extra");
     BAD("--input: value is empty", "-i", "", "-k", "2");
     BAD("--resume needs --checkpoint", "-i", "x.h5", "-k", "2", "--resume");
+    BAD("--algorithm 'elkan'", "-i", "x.h5", "-k", "2", "--algorithm", "elkan");
     BAD("--checkpoint-every needs --checkpoint", "-i", "x.h5", "-k", "2",
         "--checkpoint-every", "5");
     BAD("--checkpoint-every '0'", "-i", "x.h5", "-k", "2", "--checkpoint", "c.h5",
@@ -165,6 +166,25 @@ static void test_checkpoint_options(void **state)
     km_options_free(&o);
 }
 
+static void test_algorithm(void **state)
+{
+    (void)state;
+    km_options o;
+    km_error e = {0};
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3"), KM_PARSE_RUN);
+    assert_int_equal(o.algorithm, KM_ALG_AUTO);
+    km_options_free(&o);
+    const char *names[] = {"lloyd", "hamerly", "yinyang", "auto"};
+    const km_algorithm want[] = {KM_ALG_LLOYD, KM_ALG_HAMERLY, KM_ALG_YINYANG, KM_ALG_AUTO};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--algorithm", names[i]),
+                         KM_PARSE_RUN);
+        assert_int_equal(o.algorithm, want[i]);
+        assert_string_equal(km_algorithm_name(o.algorithm), names[i]);
+        km_options_free(&o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -173,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_init_rows_and_file),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_checkpoint_options),
+        cmocka_unit_test(test_algorithm),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }

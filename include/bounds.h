@@ -1,0 +1,59 @@
+/* bounds.h — outward rounding for the pruned strategies' distance bounds
+ * (hamerly.c, yinyang.c). Bounds are kept as floats: upper bounds rounded up,
+ * lower bounds rounded down, so storing one never makes it wrong. */
+#ifndef KM_BOUNDS_H
+#define KM_BOUNDS_H
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include "kernels.h"
+
+/* Relative error of km_dist_exact's E against the true squared distance (a float64
+ * sum of d non-negative rounded terms), plus room for the square roots and products
+ * the bounds go through. */
+static inline double km_bound_margin(int d)
+{
+    return (d + 8) * 0x1p-52 + 0x1p-48;
+}
+
+/* The next float up / down from a positive finite float (its bits + / - 1). */
+static inline float km_bump(float f, int32_t by)
+{
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    i += by;
+    memcpy(&f, &i, sizeof f);
+    return f;
+}
+
+/* v rounded up to a float (v >= 0; NaN gives +inf: a bound that proves nothing). */
+static inline float km_up_f(double v)
+{
+    if (!(v >= 0))
+        return INFINITY;
+    float f = (float)v;
+    if (isinf(f))
+        return f;
+    return (double)f < v ? km_bump(f, 1) : f;
+}
+
+/* v rounded down to a float (negative or NaN gives 0). */
+static inline float km_down_f(double v)
+{
+    if (!(v > 0))
+        return 0;
+    float f = (float)v;
+    if (isinf(f))
+        return FLT_MAX;
+    return (double)f > v ? (f > 0 ? km_bump(f, -1) : 0) : f;
+}
+/* drift[c] >= the true distance between prev and now of centroid c (k x d each). */
+static inline void km_bound_drifts(const double *prev, const double *now, int k, int d,
+                                   double m, double *drift)
+{
+    for (int c = 0; c < k; c++)
+        drift[c] = sqrt(km_dist_exact(now + (size_t)c * d, 0, d, KM_F64, prev + (size_t)c * d))
+                   * (1 + m) * (1 + m);
+}
+#endif

@@ -1,0 +1,25 @@
+/* yinyang.h — the Yinyang exact pruned assignment (Y. Ding et al., "Yinyang
+ * K-Means: a drop-in replacement of the classic K-Means with consistent
+ * speedup", ICML 2015). The centroids are split into t ~ k/10 groups (by a few
+ * Lloyd iterations on the centroids, the same on every rank); per point an upper
+ * bound on the distance to its centroid and one lower bound per group, moved
+ * each pass by the group's largest drift. A point passes a global test (no group
+ * can hold a nearer centroid) or only the groups that fail their test are
+ * searched. Same labels, sums, inertia and changed counts as km_lloyd_pass, bit
+ * for bit (see yinyang.c for why). Bounds cost (t + 1) floats per point. */
+#ifndef KM_YINYANG_H
+#define KM_YINYANG_H
+#include "kernels.h"
+#include "source.h"
+
+typedef struct km_yinyang km_yinyang;
+
+int km_yinyang_groups(int k);
+size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads);
+/* NULL when out of memory. The first pass computes every distance. */
+km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th);
+void km_yinyang_free(km_yinyang *y);
+/* Same contract as km_lloyd_pass (acc also counts the distances computed). */
+int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t *labels,
+                    km_threads *th, km_acc *acc, km_error *err);
+#endif

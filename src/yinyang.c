@@ -1,0 +1,402 @@
+/* yinyang.c — the Yinyang iteration strategy (see yinyang.h).
+ *
+ * Why the labels are Lloyd's: as in hamerly.c. Lloyd's label is the argmin over
+ * c of E(x, c) = km_dist_exact(x, c), lowest index on ties. Here u >= D(x, c_a)
+ * and lb[g] <= D(x, c) for every c != a of group g are bounds on true distances,
+ * kept true by the triangle inequality with upper bounds of the drifts. A group
+ * with u (1 + e) < lb[g] (1 - e) holds no centroid whose E could reach E(x, c_a)
+ * (e = relative error of E, km_bound_margin() in bounds.h); every other group's E
+ * are computed exactly, and the label is the argmin, lowest index on ties, over c_a
+ * and them. Group bounds move lazily: a row keeps the pass they refer to, and the
+ * drifts since are summed per group (cum_g), so a row that passes the global test
+ * touches 1 bound, not t. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+#include "bounds.h"
+#include "yinyang.h"
+
+#define KM_YY_GROUP_ITERS 5
+
+typedef struct {
+    double *gmin1, *gmin2;  /* t: the two smallest E in each examined group */
+    int *gidx1;             /* t: where the smallest is */
+    char *seen;             /* t: the group was examined */
+    double *lb;             /* t: a row's moved lower bounds */
+    double *eb, *lb2;       /* a block's kernel bounds (the first pass) */
+} scratch;
+
+struct km_yinyang {
+    int64_t rows;
+    int k, d, t, nt;
+    int *group;        /* k: the group of each centroid */
+    int *gstart;       /* t + 1: members[gstart[g] .. gstart[g+1]) in index order */
+    int *members;      /* k */
+    float *upper;      /* rows: >= D(x, c_label), as of the last pass */
+    float *lower;      /* rows x t: <= D(x, c) for every c != label in the group, as of
+                          the centroids of pass stamp[row] (moved lazily, see cum_g) */
+    float *glob;       /* rows: min over g of lower, as of the same pass */
+    int32_t *stamp;    /* rows: the pass the group bounds refer to */
+    double *prev;      /* k x d: the centroids of the last pass */
+    double *drift;     /* k: >= D(c_new, c_prev) */
+    double *gdrift;    /* t: max drift in the group */
+    double *cum_g;     /* (pass + 1) x t: group drifts summed over passes 1..p */
+    double *cum_max;   /* pass + 1: the largest group drift summed the same way */
+    int pass;          /* passes made since the bounds were set (0: the full one) */
+    int cap;           /* rows of cum_g / cum_max allocated */
+    int valid;
+    scratch *sc;       /* per thread */
+};
+
+
+int km_yinyang_groups(int k)
+{
+    int t = k / 10;
+    return t < 1 ? 1 : t;
+}
+
+size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads)
+{
+    const int t = km_yinyang_groups(k);
+    return sizeof(float) * (size_t)rows * (3 + (size_t)t) + sizeof(double) * (size_t)k * (d + 2)
+           + (size_t)threads * (size_t)t * 33;
+}
+
+void km_yinyang_free(km_yinyang *y)
+{
+    if (!y)
+        return;
+    for (int t = 0; y->sc && t < y->nt; t++) {
+        free(y->sc[t].gmin1);
+        free(y->sc[t].gmin2);
+        free(y->sc[t].gidx1);
+        free(y->sc[t].seen);
+        free(y->sc[t].lb);
+        free(y->sc[t].eb);
+        free(y->sc[t].lb2);
+    }
+    free(y->sc);
+    free(y->group);
+    free(y->gstart);
+    free(y->members);
+    free(y->upper);
+    free(y->lower);
+    free(y->glob);
+    free(y->stamp);
+    free(y->cum_g);
+    free(y->cum_max);
+    free(y->prev);
+    free(y->drift);
+    free(y->gdrift);
+    free(y);
+}
+
+km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th)
+{
+    km_yinyang *y = calloc(1, sizeof *y);
+    if (!y)
+        return NULL;
+    y->rows = rows;
+    y->k = kc->k;
+    y->d = kc->d;
+    y->t = km_yinyang_groups(kc->k);
+    y->nt = km_threads_count(th);
+    const size_t n = rows > 0 ? (size_t)rows : 1;
+    y->group = malloc(sizeof(int) * (size_t)y->k);
+    y->gstart = malloc(sizeof(int) * (size_t)(y->t + 1));
+    y->members = malloc(sizeof(int) * (size_t)y->k);
+    y->upper = malloc(sizeof(float) * n);
+    y->lower = malloc(sizeof(float) * n * (size_t)y->t);
+    y->glob = malloc(sizeof(float) * n);
+    y->stamp = malloc(sizeof(int32_t) * n);
+    y->prev = malloc(sizeof(double) * (size_t)y->k * y->d);
+    y->drift = malloc(sizeof(double) * (size_t)y->k);
+    y->gdrift = malloc(sizeof(double) * (size_t)y->t);
+    y->sc = calloc((size_t)y->nt, sizeof *y->sc);
+    int ok = y->group && y->gstart && y->members && y->upper && y->lower && y->glob && y->stamp
+             && y->prev && y->drift && y->gdrift && y->sc;
+    for (int t = 0; ok && t < y->nt; t++) {
+        scratch *s = &y->sc[t];
+        s->gmin1 = malloc(sizeof(double) * (size_t)y->t);
+        s->gmin2 = malloc(sizeof(double) * (size_t)y->t);
+        s->gidx1 = malloc(sizeof(int) * (size_t)y->t);
+        s->seen = malloc((size_t)y->t);
+        s->lb = malloc(sizeof(double) * (size_t)y->t);
+        s->eb = malloc(sizeof(double) * (size_t)km_threads_block_rows(th));
+        s->lb2 = malloc(sizeof(double) * (size_t)km_threads_block_rows(th));
+        ok = s->gmin1 && s->gmin2 && s->gidx1 && s->seen && s->lb && s->eb && s->lb2;
+    }
+    if (!ok) {
+        km_yinyang_free(y);
+        return NULL;
+    }
+    return y;
+}
+
+/* Group the centroids by a few Lloyd iterations on the centroids themselves
+ * (Ding et al.), from evenly spaced starts; deterministic, so every rank gets the
+ * same groups. Any grouping keeps the result exact; a good one prunes more. */
+static int make_groups(km_yinyang *y, const double *c64)
+{
+    const int k = y->k, d = y->d, t = y->t;
+    double *gc = malloc(sizeof(double) * (size_t)t * d), *sum = calloc((size_t)t * d, sizeof(double));
+    int *cnt = calloc((size_t)t, sizeof(int));
+    if (!gc || !sum || !cnt) {
+        free(gc);
+        free(sum);
+        free(cnt);
+        return -1;
+    }
+    for (int g = 0; g < t; g++)
+        memcpy(gc + (size_t)g * d, c64 + (size_t)((int64_t)g * k / t) * d, sizeof(double) * d);
+    for (int it = 0; it < KM_YY_GROUP_ITERS; it++) {
+        memset(sum, 0, sizeof(double) * (size_t)t * d);
+        memset(cnt, 0, sizeof(int) * (size_t)t);
+        for (int c = 0; c < k; c++) {
+            int best = 0;
+            double be = INFINITY;
+            for (int g = 0; g < t; g++) {
+                double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64, gc + (size_t)g * d);
+                if (e < be) {
+                    be = e;
+                    best = g;
+                }
+            }
+            y->group[c] = best;
+            cnt[best]++;
+            for (int j = 0; j < d; j++)
+                sum[(size_t)best * d + j] += c64[(size_t)c * d + j];
+        }
+        for (int g = 0; g < t; g++)
+            if (cnt[g])
+                for (int j = 0; j < d; j++)
+                    gc[(size_t)g * d + j] = sum[(size_t)g * d + j] / cnt[g];
+    }
+    y->gstart[0] = 0;
+    for (int g = 0; g < t; g++)
+        y->gstart[g + 1] = y->gstart[g] + cnt[g];
+    memset(cnt, 0, sizeof(int) * (size_t)t);
+    for (int c = 0; c < k; c++) {
+        int g = y->group[c];
+        y->members[y->gstart[g] + cnt[g]++] = c;
+    }
+    free(gc);
+    free(sum);
+    free(cnt);
+    return 0;
+}
+
+/* Room for the cumulative drifts of pass p (rows 0..p). */
+static int grow_history(km_yinyang *y, int p)
+{
+    if (p < y->cap)
+        return 0;
+    int cap = y->cap ? 2 * y->cap : 64;
+    while (cap <= p)
+        cap *= 2;
+    double *g = realloc(y->cum_g, sizeof(double) * (size_t)cap * y->t);
+    if (!g)
+        return -1;
+    y->cum_g = g;
+    double *mx = realloc(y->cum_max, sizeof(double) * (size_t)cap);
+    if (!mx)
+        return -1;
+    y->cum_max = mx;
+    y->cap = cap;
+    return 0;
+}
+
+static void centroid_moves(km_yinyang *y, const double *c64, double m)
+{
+    const int k = y->k, d = y->d, t = y->t, p = y->pass;
+    double mx = 0;
+    for (int g = 0; g < t; g++)
+        y->gdrift[g] = 0;
+    km_bound_drifts(y->prev, c64, k, d, m, y->drift);
+    for (int c = 0; c < k; c++) {
+        if (y->drift[c] > y->gdrift[y->group[c]])
+            y->gdrift[y->group[c]] = y->drift[c];
+        mx = y->drift[c] > mx ? y->drift[c] : mx;
+    }
+    for (int g = 0; g < t; g++)
+        y->cum_g[(size_t)p * t + g] = y->cum_g[(size_t)(p - 1) * t + g] + y->gdrift[g];
+    y->cum_max[p] = y->cum_max[p - 1] + mx;
+}
+
+/* An upper bound of what the group (or global) lower bound lost between pass s and
+ * now: the difference of two cumulative sums, widened for their rounding. */
+static inline double moved(double now, double then)
+{
+    return (now - then) * (1 + 0x1p-40) + now * 0x1p-44;
+}
+
+/* One row whose bounds did not settle it: examine the groups that could hold a
+ * centroid as near as c_a, take the argmin, rebuild its bounds. lb holds the
+ * moved lower bounds (distances) on entry. Returns the distances computed. */
+static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
+                           int32_t *label, double e_a, double u, double *lb, scratch *s,
+                           km_acc *acc, km_workspace *ws, double m)
+{
+    const int a = *label, t = y->t, d = y->d;
+    int best = a;
+    double e_best = e_a;
+    int64_t computed = 0;
+    for (int g = 0; g < t; g++) {
+        s->seen[g] = !(u * (1 + m) < lb[g] * (1 - m));
+        if (!s->seen[g])
+            continue;
+        double m1 = INFINITY, m2 = INFINITY;
+        int i1 = -1;
+        for (int q = y->gstart[g]; q < y->gstart[g + 1]; q++) {
+            const int c = y->members[q];
+            if (c == a)
+                continue;
+            const double e = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)c * d);
+            computed++;
+            if (e < m1) {
+                m2 = m1;
+                m1 = e;
+                i1 = c;
+            } else if (e < m2) {
+                m2 = e;
+            }
+            if (e < e_best || (e == e_best && c < best)) {
+                e_best = e;
+                best = c;
+            }
+        }
+        s->gmin1[g] = m1;
+        s->gmin2[g] = m2;
+        s->gidx1[g] = i1;
+    }
+    km_take_row_dist(kc, xr, best, e_best, label, acc, ws);
+    y->upper[g_row] = km_up_f(sqrt(e_best) * (1 + m));
+    float *low = y->lower + (size_t)g_row * t;
+    const int ga = y->group[a];
+    float gmin = INFINITY;
+    for (int g = 0; g < t; g++) {
+        double l;
+        if (s->seen[g]) {   /* min E over the group's centroids other than the new label */
+            double e = s->gidx1[g] == best ? s->gmin2[g] : s->gmin1[g];
+            if (g == ga && a != best)
+                e = e_a < e ? e_a : e;   /* the old centroid is now an "other" one */
+            l = sqrt(e) * (1 - m);
+        } else {
+            l = lb[g];
+            if (g == ga && a != best) {
+                double la = sqrt(e_a) * (1 - m);
+                l = la < l ? la : l;
+            }
+        }
+        low[g] = km_down_f(l);
+        gmin = low[g] < gmin ? low[g] : gmin;
+    }
+    y->glob[g_row] = gmin;
+    y->stamp[g_row] = y->pass;
+    return computed;
+}
+
+/* The first pass: Lloyd's kernel over the block gives each row its label, its
+ * exact distance and a lower bound of the distance to every other centroid, which
+ * starts every group bound (the groups sharpen them when they are examined). */
+static void block_full(km_yinyang *y, const km_centers *kc, const void *x, int64_t first,
+                       int64_t r0, int64_t nr, int32_t *labels, scratch *s, km_acc *acc,
+                       km_workspace *ws, double m)
+{
+    const int t = y->t;
+    const size_t rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
+    km_assign_block_bounds(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + first + r0,
+                           acc, ws, s->eb, s->lb2);
+    for (int64_t j = 0; j < nr; j++) {
+        const int64_t g_row = first + r0 + j;
+        const double lb2 = s->lb2[j] > 0 ? s->lb2[j] : 0;
+        const float l = km_down_f(sqrt(lb2) * (1 - m));
+        y->upper[g_row] = km_up_f(sqrt(s->eb[j]) * (1 + m));
+        for (int g = 0; g < t; g++)
+            y->lower[(size_t)g_row * t + g] = l;
+        y->glob[g_row] = l;
+        y->stamp[g_row] = 0;
+    }
+    acc->distances += (double)nr * y->k;
+}
+
+static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
+                       int32_t *label, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
+                       double m)
+{
+    const int a = *label, t = y->t, d = y->d, p = y->pass, st = y->stamp[g_row];
+    const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
+    double u = ((double)y->upper[g_row] + y->drift[a]) * grow;
+    double glob = ((double)y->glob[g_row] - moved(y->cum_max[p], y->cum_max[st])) * shrink;
+    glob = glob > 0 ? glob : 0;
+    if (u * (1 + m) < glob * (1 - m)) {   /* no group can hold a nearer centroid */
+        km_take_row(kc, xr, a, label, acc, ws);
+        y->upper[g_row] = km_up_f(u);
+        return;
+    }
+    const double e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
+    u = sqrt(e_a) * (1 + m);
+    acc->distances += 1;
+    if (u * (1 + m) < glob * (1 - m)) {
+        km_take_row_dist(kc, xr, a, e_a, label, acc, ws);
+        y->upper[g_row] = km_up_f(u);
+        return;
+    }
+    /* the group bounds, brought from pass st to now */
+    const float *low = y->lower + (size_t)g_row * t;
+    const double *now = y->cum_g + (size_t)p * t, *then = y->cum_g + (size_t)st * t;
+    for (int g = 0; g < t; g++) {
+        double l = ((double)low[g] - moved(now[g], then[g])) * shrink;
+        lb[g] = l > 0 ? l : 0;
+    }
+    acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, u, lb, s, acc, ws, m);
+}
+
+int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t *labels,
+                    km_threads *th, km_acc *acc, km_error *err)
+{
+    const double m = km_bound_margin(y->d);
+    if (!y->valid) {
+        y->pass = 0;
+        if (make_groups(y, kc->c64) || grow_history(y, 0))
+            return km_fail(err, KM_ERR_MEMORY, "out of memory grouping %d centroids", y->k);
+        for (int g = 0; g < y->t; g++)
+            y->cum_g[g] = 0;
+        y->cum_max[0] = 0;
+    } else {
+        if (grow_history(y, y->pass + 1))
+            return km_fail(err, KM_ERR_MEMORY, "out of memory for Yinyang's drift history");
+        y->pass++;
+        centroid_moves(y, kc->c64, m);
+    }
+    const int64_t br = km_threads_block_rows(th);
+    const size_t rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
+    for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
+        const void *x;
+        if (src->get(src, first, n, &x, err))
+            return err->code;
+        const int64_t nblocks = (n + br - 1) / br;
+#pragma omp parallel num_threads(y->nt)
+        {
+            const int t = omp_get_thread_num();
+            km_acc *ta = km_threads_acc(th, t);
+            km_workspace *ws = km_threads_workspace(th, t);
+#pragma omp for schedule(dynamic, 2)
+            for (int64_t bl = 0; bl < nblocks; bl++) {
+                const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
+                if (!y->valid) {
+                    block_full(y, kc, x, first, r0, nr, labels, &y->sc[t], ta, ws, m);
+                    continue;
+                }
+                for (int64_t i = r0; i < r0 + nr; i++)
+                    row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i,
+                               labels + first + i, &y->sc[t], y->sc[t].lb, ta, ws, m);
+            }
+        }
+    }
+    km_threads_reduce(th, acc);
+    memcpy(y->prev, kc->c64, sizeof(double) * (size_t)y->k * y->d);
+    y->valid = 1;
+    return 0;
+}
