@@ -24,7 +24,7 @@ OBJ  := $(SRC:src/%.c=build/%.o)
 LIB  := $(filter-out build/main.o,$(OBJ))
 UNIT := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/*.c))
 
-.PHONY: all test unit integration slurm-test bench kbench demo clean install
+.PHONY: all test unit integration slurm-test bench bench-pruned kbench demo clean install
 all: bin/kmeans
 
 bin/kmeans: $(OBJ)
@@ -65,6 +65,10 @@ kbench: build/kbench
 
 bench: bin/kmeans
 	$(PYTHON) scripts/bench.py
+
+# exact pruning vs Lloyd vs scikit-learn (Lloyd, Elkan) to convergence: tens of minutes
+bench-pruned: bin/kmeans
+	$(PYTHON) scripts/bench_pruned.py
 
 install: bin/kmeans
 	install -d $(PREFIX)/bin

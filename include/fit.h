@@ -7,10 +7,14 @@
 #include "comm.h"
 #include "kmeans.h"
 
-/* --algorithm auto: Hamerly from this many clusters on (see --help). */
+/* --algorithm auto (see --help; measured in results/BENCH.md): Yinyang for
+ * d >= KM_AUTO_YINYANG_D and k >= KM_AUTO_YINYANG_K, else Hamerly from
+ * KM_AUTO_HAMERLY_K clusters, else Lloyd. */
 #define KM_AUTO_HAMERLY_K 64
-/* The strategy a run uses: opt->algorithm, or auto's choice for k clusters. */
-km_algorithm km_choose_algorithm(const km_options *opt, int k);
+#define KM_AUTO_YINYANG_D 256
+#define KM_AUTO_YINYANG_K 16
+/* The strategy a run uses: opt->algorithm, or auto's choice for k clusters in d. */
+km_algorithm km_choose_algorithm(const km_options *opt, int k, int d);
 
 /* Collective. res->algorithm says which strategy to run. m->centroids holds the initial centroids on entry and the final
  * ones on return; labels (blk->rows) and m->sizes are filled. resume: the

@@ -343,10 +343,12 @@ static int maybe_checkpoint(fit_state *st, const km_options *opt, const km_model
     return st->stop_asked;
 }
 
-km_algorithm km_choose_algorithm(const km_options *opt, int k)
+km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
 {
     if (opt->algorithm != KM_ALG_AUTO)
         return opt->algorithm;
+    if (d >= KM_AUTO_YINYANG_D && k >= KM_AUTO_YINYANG_K)
+        return KM_ALG_YINYANG;
     return k >= KM_AUTO_HAMERLY_K ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
 }
 

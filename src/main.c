@@ -174,7 +174,7 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
     r->tm.t[KM_T_INIT] = km_now() - t;
     int64_t threads = km_comm_max_i64(c, omp_get_max_threads());
     r->threads = (int)threads;
-    r->res.algorithm = km_choose_algorithm(opt, r->model.k);
+    r->res.algorithm = km_choose_algorithm(opt, r->model.k, r->blk.d);
     FILE *progress = c->rank == 0 && !opt->quiet ? stdout : NULL;
     if (progress)
         km_report_header(progress, opt, &r->blk, r->model.k, r->res.algorithm, c->size,

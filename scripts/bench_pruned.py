@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""make bench-pruned: time to convergence, exact pruning vs Lloyd vs scikit-learn.
+
+For each case (issue 8's shapes; float32 points on a 3-D manifold embedded in d
+dimensions, scripts/gen_data.py, so Lloyd runs many iterations), every method starts
+from the first k rows, tol 0, at most --max-iter iterations, with the same thread
+count: hpc-kmeans --algorithm lloyd / hamerly / yinyang (one MPI rank) and
+scikit-learn's KMeans(algorithm="lloyd") and ("elkan"). The time is the whole fit
+(ours: the program's own phases without reading and writing the file; sklearn:
+fit() on the array already in memory). Checks that our three runs end with the
+same labels and iteration count, and prints the ratios the issue asks for. Appends
+one line per case to results/bench-pruned.csv.
+
+Usage: bench_pruned.py [--cases a,b,c,d] [--max-iter 300] [--threads N]
+  a: 1,000,000 x 32, k = 64      b: 70,000 x 784, k = 256
+  c: 10,000 x 20,000, k = 16     d: 2,000,000 x 3, k = 512
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+CASES = {"a": (1_000_000, 32, 64), "b": (70_000, 784, 256), "c": (10_000, 20_000, 16),
+         "d": (2_000_000, 3, 512)}
+OURS = ["lloyd", "hamerly", "yinyang"]
+
+
+def dataset(n, d):
+    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (n, d))
+    if not os.path.exists(path):
+        print("bench-pruned: generating %s" % path, flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
+                        "--n", str(n), "--d", str(d), "--kind", "manifold", "--dtype",
+                        "float32", "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def ours(path, k, alg, max_iter, threads):
+    js = os.path.join(ROOT, "results", ".bench-pruned.json")
+    out = os.path.join(ROOT, "results", ".bench-pruned-%s.h5" % alg)
+    if os.path.exists(js):
+        os.remove(js)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none", "-x", "OMP_NUM_THREADS",
+                    os.path.join(ROOT, "bin", "kmeans"), "-i", path, "-k", str(k), "--init",
+                    "first", "--tol", "0", "--max-iter", str(max_iter), "--algorithm", alg,
+                    "-q", "-o", out, "--summary-json", js], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    with open(js) as f:
+        s = json.loads(f.readline())
+    os.remove(js)
+    secs = sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce"))
+    return secs, s, out
+
+
+def sklearn_fit(x, k, alg, max_iter):
+    from sklearn.cluster import KMeans
+    t = time.perf_counter()
+    km = KMeans(n_clusters=k, init=x[:k], n_init=1, tol=0.0, max_iter=max_iter,
+                algorithm=alg).fit(x)
+    return time.perf_counter() - t, km
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default="a,b,c,d")
+    ap.add_argument("--max-iter", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS",
+                                                                      os.cpu_count())))
+    ap.add_argument("--no-sklearn", action="store_true", help="ours only")
+    a = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)      # before numpy/sklearn load
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
+    import h5py
+    import numpy as np
+    import sklearn
+
+    os.makedirs(os.path.join(ROOT, "data"), exist_ok=True)
+    csv = os.path.join(ROOT, "results", "bench-pruned.csv")
+    for case in a.cases.split(","):
+        n, d, k = CASES[case]
+        path = dataset(n, d)
+        print("bench-pruned %s: %d x %d float32, k=%d, init first, tol 0, max %d iterations, "
+              "%d threads" % (case, n, d, k, a.max_iter, a.threads), flush=True)
+        t, labels, iters = {}, {}, {}
+        for alg in OURS:
+            t[alg], s, out = ours(path, k, alg, a.max_iter, a.threads)
+            with h5py.File(out, "r") as f:
+                labels[alg] = f["labels"][()]
+            os.remove(out)
+            iters[alg] = s["iterations"]
+            print("  hpc-kmeans %-8s %9.2f s  %4d iterations" % (alg, t[alg], iters[alg]),
+                  flush=True)
+        same = all(np.array_equal(labels["lloyd"], labels[g]) and iters[g] == iters["lloyd"]
+                   for g in OURS[1:])
+        if not a.no_sklearn:
+            with h5py.File(path, "r") as f:
+                x = f["data"][()]
+            for alg in ("lloyd", "elkan"):
+                t["sk-" + alg], km = sklearn_fit(x, k, alg, a.max_iter)
+                print("  scikit-learn %-6s %9.2f s  %4d iterations"
+                      % (alg, t["sk-" + alg], km.n_iter_), flush=True)
+            del x
+        best = min(OURS[1:], key=lambda g: t[g])
+        print("  best pruned: %s, %.2fx faster than our Lloyd%s; results identical: %s"
+              % (best, t["lloyd"] / t[best],
+                 "" if a.no_sklearn else ", %.2fx faster than scikit-learn Elkan"
+                 % (t["sk-elkan"] / t[best]), "yes" if same else "NO"), flush=True)
+        new = not os.path.exists(csv)
+        with open(csv, "a") as f:
+            if new:
+                f.write("date,host,case,n,d,k,threads,max_iter,iterations,lloyd_s,hamerly_s,"
+                        "yinyang_s,sklearn_lloyd_s,sklearn_elkan_s,identical,sklearn_version\n")
+            f.write(",".join(str(v) for v in [
+                datetime.datetime.now().isoformat(timespec="seconds"), platform.node(), case,
+                n, d, k, a.threads, a.max_iter, iters["lloyd"], "%.3f" % t["lloyd"],
+                "%.3f" % t["hamerly"], "%.3f" % t["yinyang"],
+                "%.3f" % t.get("sk-lloyd", float("nan")),
+                "%.3f" % t.get("sk-elkan", float("nan")), int(same), sklearn.__version__]) + "\n")
+    print("bench-pruned: appended to results/bench-pruned.csv")
+
+
+if __name__ == "__main__":
+    main()
