@@ -168,10 +168,28 @@ static void flush_runs(km_workspace *ws, km_acc *acc)
     flush_inertia(ws, acc);
 }
 
+/* run += x as fixed-point bits, in the same lanes and order as dist_row's. */
+static inline void add_row(const void *restrict x, int d, km_precision prec,
+                           const double *restrict scale, uint64_t *restrict run)
+{
+    int j = 0;
+    for (; j + 8 <= d; j += 8) {
+        run_add4(run, scale, j, load4(x, j, prec));
+        run_add4(run, scale, j + 4, load4(x, j + 4, prec));
+    }
+    for (; j < d; j++) {
+        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
+        run[j] += km_fx_bits(xj, scale[j]);
+    }
+}
+
 /* Row x goes to cluster c: its fixed-point sums, count, exact distance. Runs
- * stay in the workspace until KM_FX_RUN rows or flush_runs. */
-static inline double take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
-                              km_acc *acc, km_workspace *ws)
+ * stay in the workspace until KM_FX_RUN rows or flush_runs. With known != NULL,
+ * *known is that distance (km_dist_exact's, computed by the caller) and only the
+ * sums are added; otherwise one fused pass computes both. */
+static inline double take_row_known(const km_centers *kc, const void *xr, int c,
+                                    const double *known, int32_t *label, km_acc *acc,
+                                    km_workspace *ws)
 {
     const int d = kc->d;
     if (ws->runcount[c] == 0)
@@ -180,8 +198,14 @@ static inline double take_row(const km_centers *kc, const void *xr, int c, int32
         flush_cluster(ws, acc, c);   /* stays in touched */
     if (ws->irows == KM_FX_RUN)
         flush_inertia(ws, acc);
-    const double e = dist_row(xr, kc->c64 + (size_t)c * d, d, kc->prec, kc->xscale,
-                              ws->run + (size_t)c * d);
+    uint64_t *run = ws->run + (size_t)c * d;
+    double e;
+    if (known) {
+        add_row(xr, d, kc->prec, kc->xscale, run);
+        e = *known;
+    } else {
+        e = dist_row(xr, kc->c64 + (size_t)c * d, d, kc->prec, kc->xscale, run);
+    }
     ws->runcount[c]++;
     ws->irun += km_fx_bits(e, kc->iscale);
     ws->irows++;
@@ -191,6 +215,12 @@ static inline double take_row(const km_centers *kc, const void *xr, int c, int32
         *label = c;
     }
     return e;
+}
+
+static inline double take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
+                              km_acc *acc, km_workspace *ws)
+{
+    return take_row_known(kc, xr, c, NULL, label, acc, ws);
 }
 
 double km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
@@ -209,39 +239,10 @@ void km_take_rows(const km_centers *kc, const void *x, const int64_t *rows, int6
     }
 }
 
-/* run += x as fixed-point bits, in the same lanes and order as dist_row's. */
-static inline void add_row(const void *restrict x, int d, km_precision prec,
-                           const double *restrict scale, uint64_t *restrict run)
-{
-    int j = 0;
-    for (; j + 8 <= d; j += 8) {
-        run_add4(run, scale, j, load4(x, j, prec));
-        run_add4(run, scale, j + 4, load4(x, j + 4, prec));
-    }
-    for (; j < d; j++) {
-        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
-        run[j] += km_fx_bits(xj, scale[j]);
-    }
-}
-
 void km_take_row_dist(const km_centers *kc, const void *xr, int c, double e, int32_t *label,
                       km_acc *acc, km_workspace *ws)
 {
-    if (ws->runcount[c] == 0)
-        ws->touched[ws->ntouched++] = c;
-    else if (ws->runcount[c] == KM_FX_RUN)
-        flush_cluster(ws, acc, c);
-    if (ws->irows == KM_FX_RUN)
-        flush_inertia(ws, acc);
-    add_row(xr, kc->d, kc->prec, kc->xscale, ws->run + (size_t)c * kc->d);
-    ws->runcount[c]++;
-    ws->irun += km_fx_bits(e, kc->iscale);
-    ws->irows++;
-    acc->counts[c] += 1.0;
-    if (*label != c) {
-        acc->changed += 1.0;
-        *label = c;
-    }
+    take_row_known(kc, xr, c, &e, label, acc, ws);
 }
 
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c)
