@@ -17,6 +17,8 @@
 #include "bounds.h"
 #include "hamerly.h"
 
+#define KM_HAMERLY_SEP_MAX_K 4096
+
 typedef struct {
     void *x;          /* gathered rows that need every distance */
     int32_t *lab;     /* their labels */
@@ -142,8 +144,10 @@ static void centroid_moves(km_hamerly *h, const double *c64, double m, double *m
             *max2 = h->drift[c];
         }
     }
-    /* min distance to another centroid: O(k^2 d), skipped when that would rival a pass */
-    const int use_sep = (double)k * k * d <= 4.0 * (double)(h->rows > 0 ? h->rows : 1) * d;
+    /* min distance to another centroid: O(k^2 d), skipped for very large k. Decided by
+     * k alone, never by this rank's row count: every rank must prune the same rows, or
+     * the skipped counts in the history would depend on the layout. */
+    const int use_sep = k <= KM_HAMERLY_SEP_MAX_K;
 #pragma omp parallel for schedule(dynamic, 4) if (k > 64)
     for (int c = 0; c < k; c++) {
         double best = INFINITY;

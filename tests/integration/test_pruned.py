@@ -85,6 +85,14 @@ class SameAsLloyd(unittest.TestCase):
         self.compare("baseline64", x, ["-k", "12", "--seed", "3", "--tol", "0"],
                      configs=[(2, 2)])
 
+    def test_few_rows_per_rank(self):
+        # 73 rows, k = 10: 25 / 24 / 24 rows on 3 ranks, around k^2 / 4; what is pruned
+        # (and so the skipped history) must not depend on how many rows a rank holds
+        rng = np.random.default_rng(8)
+        x = rng.uniform(size=(73, 2)) + np.repeat(rng.uniform(0, 9, size=(10, 2)), 8, 0)[:73]
+        self.compare("few", x, ["-k", "10", "--init", "first", "--tol", "0"],
+                     configs=[(1, 1), (3, 1), (2, 2)])
+
     def test_empty_clusters(self):
         x = np.array([[0.0], [1.0], [10.0], [11.0], [12.0]] * 7)
         with h5py.File(TMP("e-init.h5"), "w") as f:
