@@ -92,8 +92,6 @@ for r in $ranks; do
                 > "$tmp/log" 2>&1 || { cat "$tmp/log" >&2; exit 1; }
             "$PYTHON" scripts/scaling_row.py "$tmp/summary.json" "$csv" --mode "$mode" \
                 --cores "$cores"
-            tail -1 "$csv" | awk -F, -v r="$r" -v t="$t" \
-                '{printf "  ranks=%s threads=%s n=%s: %s s/iteration\n", r, t, $5, $16}'
         done
     done
 done

@@ -88,6 +88,8 @@ def main():
         if new:
             w.writeheader()
         w.writerow(row)
+    print("  ranks=%s threads=%s n=%s: %s s/iteration" % (row["ranks"], row["threads"], row["n"],
+                                                        row["seconds_per_iteration"]))
 
 
 if __name__ == "__main__":

@@ -311,6 +311,16 @@ class CheckpointRefusals(unittest.TestCase):
         with open(self.ckpt, "rb") as f:
             self.assertEqual(f.read(), self.saved)
 
+    def test_checkpoint_directory_missing(self):
+        ck = TMP("no-such-dir/ck.h5")
+        out = TMP("nodir-out.h5")
+        rc, so, se = mpirun(2, 1, self.args + ["-o", out, "--checkpoint", ck])
+        self.assertEqual(rc, 4, se)
+        lines = [l for l in se.splitlines() if l.startswith("kmeans: error")]
+        self.assertEqual(len(lines), 1, se)
+        self.assertIn("does not exist", lines[0])
+        self.assertFalse(os.path.exists(out))
+
     def test_missing_and_damaged(self):
         rc, so, se = mpirun(2, 1, self.args + ["-o", TMP("x.h5"), "--checkpoint",
                                                TMP("none.h5"), "--resume"])

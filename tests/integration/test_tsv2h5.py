@@ -116,6 +116,17 @@ class Refusals(unittest.TestCase):
         self.refused("", ["empty"], name="empty.tsv")
         self.refused("g\ta\tb\n", ["no data rows"], name="header.tsv")
 
+    def test_unwritable_output(self):
+        path = TMP("ok.tsv")
+        with open(path, "w") as f:
+            f.write("g\ta\tb\nx\t1\t2\n")
+        out = TMP("no-such-dir/ok.h5")
+        rc, so, se = run(path, out)
+        self.assertEqual(rc, 4, se)
+        self.assertEqual(len(se.strip().splitlines()), 1, se)
+        self.assertIn("cannot write", se)
+        self.assertFalse(os.path.exists(TMP("no-such-dir")))
+
     def test_missing_file(self):
         rc, so, se = run(TMP("nope.tsv"), TMP("nope.h5"))
         self.assertEqual(rc, 3)
