@@ -17,7 +17,7 @@ else
 OPTFLAGS ?= -O3 -march=native
 endif
 CFLAGS  += -std=gnu11 -Wall -Wextra -fopenmp $(OPTFLAGS) -Iinclude $(HDF5_CFLAGS)
-LDLIBS  += $(HDF5_LIBS) -lm
+LDLIBS  += $(HDF5_LIBS) -lm -pthread
 
 SRC  := $(wildcard src/*.c)
 OBJ  := $(SRC:src/%.c=build/%.o)

@@ -27,6 +27,8 @@ void km_comm_allgather_u64(const km_comm *c, const uint64_t *mine, int n, uint64
 void km_comm_allgather_f64(const km_comm *c, const double *mine, int n, double *all);
 void km_comm_bcast(const km_comm *c, void *buf, size_t bytes, int root);
 void km_comm_barrier(const km_comm *c);
+/* Collective: how many ranks share this rank's node (its memory). */
+int km_comm_node_ranks(const km_comm *c);
 /* Fill t->min/mean/max from every rank's t->t. */
 void km_comm_timers(const km_comm *c, km_timers *t);
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include "checkpoint.h"
 #include "comm.h"
+#include "data.h"
 #include "kmeans.h"
 
 /* --algorithm auto (see --help; measured in results/BENCH.md): Yinyang for
@@ -16,13 +17,14 @@
 /* The strategy a run uses: opt->algorithm, or auto's choice for k clusters in d. */
 km_algorithm km_choose_algorithm(const km_options *opt, int k, int d);
 
-/* Collective. res->algorithm says which strategy to run. m->centroids holds the initial centroids on entry and the final
+/* Collective, over D's rows (data.c: loaded, with its column maxima and tol
+ * scale). res->algorithm says which strategy to run. m->centroids holds the initial centroids on entry and the final
  * ones on return; labels (blk->rows) and m->sizes are filled. resume: the
  * checkpoint to continue from, or NULL. With opt->checkpoint, checkpoints are
  * written as the options say, and a stop signal ends the run after a
  * checkpoint with res->stop = KM_STOP_SIGNAL. progress: where rank 0 prints one
  * line per iteration, or NULL. */
-int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
-           int32_t *labels, const km_ckpt *resume, km_result *res, km_timers *tm,
-           FILE *progress, km_error *err);
+int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int32_t *labels,
+           const km_ckpt *resume, km_result *res, km_timers *tm, FILE *progress,
+           km_error *err);
 #endif

@@ -4,15 +4,21 @@
 #define KM_H5IO_H
 #include <hdf5.h>
 #include "comm.h"
+#include "data.h"
 #include "kmeans.h"
 
 /* Silence HDF5's own error stacks: errors are reported as one line instead. */
 void km_h5io_init(void);
 
 /* Collective: open path:dset, check it is a 2-D float (or integer, converted)
- * matrix, and read this rank's contiguous block of rows. */
-int km_read_block(const km_comm *c, const char *path, const char *dset, km_block *blk,
-                  km_error *err);
+ * matrix, set blk's shape and this rank's contiguous block of rows, and with
+ * read_rows read them (else blk->data stays NULL). transposed: the dataset is
+ * d x n (points are columns). chunk: points and features per HDF5 chunk, or 0, 0
+ * when the dataset is contiguous. */
+int km_read_block(const km_comm *c, const char *path, const char *dset, int transposed,
+                  int read_rows, km_block *blk, int64_t *chunk, km_error *err);
+/* out (c x r) = the transpose of in (r x c), elements of esize bytes. */
+void km_transpose(const void *in, int64_t r, int64_t c, size_t esize, void *out);
 void km_block_free(km_block *blk);
 
 /* Collective: read a K x d centroid matrix from a small file (every rank reads
@@ -35,6 +41,7 @@ herr_t km_h5_get_f64(hid_t loc, const char *name, double *v);
 
 typedef struct {
     const km_options *opt;
+    const km_data *data;      /* preprocessing and memory plan */
     const km_block *blk;
     const km_model *model;
     const int32_t *labels;    /* this rank's blk->rows labels */

@@ -4,11 +4,13 @@
 #define KM_INIT_H
 #include "comm.h"
 #include "kmeans.h"
+#include "source.h"
 
-/* Collective: fill centroids (k x d) from opt->init. */
+/* Collective: fill centroids (k x d) from opt->init, reading blk's rows from src. */
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
-                      double *centroids, km_error *err);
-/* Collective: out (m x d) = the global rows rows[0..m) (every rank gets them). */
-void km_fetch_rows(const km_comm *c, const km_block *blk, const int64_t *rows, int m,
-                   double *out);
+                      km_source *src, double *centroids, km_error *err);
+/* Collective: out (m x d) = the global rows rows[0..m) (every rank gets them;
+ * rows[t] = -1 gives zeros). Returns the agreed error of a failed read. */
+int km_fetch_rows(const km_comm *c, const km_block *blk, km_source *src, const int64_t *rows,
+                  int m, double *out, km_error *err);
 #endif

@@ -122,16 +122,17 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
                         const double *c, double *out, int init);
 
-/* For each of m candidate centres: sum over rows of q(min(D_i, ||x_i - cand||^2))
+/* For each of m candidate centres: pot[t] += sum over rows of q(min(D_i, ||x_i - cand||^2))
  * where q(v) = floor(v * qscale), exactly (integers), so the result does not
  * depend on how rows are split among ranks or threads. */
 void km_pp_potentials(const void *x, int64_t rows, int d, km_precision prec, const double *D,
                       const double *cand, int m, double qscale, unsigned __int128 *pot);
 
-/* The m rows farthest from their assigned centroid, by (distance desc, local
- * row asc); fills dist[m], row[m] (row -1 where fewer rows exist). */
+/* Merge rows offset + i into dist[m], row[m], the rows farthest from their
+ * assigned centroid by (distance desc, row asc). Start with row[t] = -1 and
+ * dist[t] = -1; rows stay -1 where fewer rows exist. */
 void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const double *c64,
-                 const int32_t *labels, int m, double *dist, int64_t *row);
+                 const int32_t *labels, int64_t offset, int m, double *dist, int64_t *row);
 
 /* Index of the first row with a NaN or Inf (column in *col), or -1. */
 int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec, int *col);

@@ -69,6 +69,11 @@ typedef struct {
     double checkpoint_seconds;/* seconds between checkpoints; 0 = not by time */
     int resume;               /* continue from the checkpoint */
     km_algorithm algorithm;   /* iteration strategy (auto: chosen in fit.c) */
+    int64_t memory_limit;     /* bytes per rank; 0 = what the node can hold (data.c) */
+    int transpose;            /* the dataset is d x n (features x points) */
+    int log1p;                /* x -> log2(x + 1) */
+    int standardize;          /* per-feature z-score with the global mean and variance */
+    int top_variance;         /* keep the G most variable features; 0 = all */
 } km_options;
 
 /* The rows this rank owns: rows [first, first+rows) of the n x d dataset. */

@@ -1,17 +1,47 @@
-/* source.h — where the iteration gets its rows: chunk by chunk, through one
- * small interface. Today the rows are in memory; a streamed HDF5 reader with
- * read-ahead (for matrices larger than memory) implements the same calls. */
+/* source.h — where every pass gets its rows: chunk by chunk, through one small
+ * interface. Two implementations: views into an in-memory block, and a stream
+ * that reads each chunk from HDF5 with the next one read ahead by an I/O thread
+ * (for matrices larger than a rank's memory). Both hand out rows already
+ * preprocessed (km_prep), so the passes never know which one they have. */
 #ifndef KM_SOURCE_H
 #define KM_SOURCE_H
 #include "kmeans.h"
 
+/* Preprocessing of raw rows of d_in values into rows of d_out, in place:
+ * x -> log2(x + 1) when log1p; keep the columns keep[0..d_out) (ascending;
+ * NULL: all, d_out = d_in); then z = (x - mean[j]) * scale[j] when mean (0 where
+ * scale[j] is 0). Values are computed in float64. parallel: OpenMP threads. */
+typedef struct {
+    int log1p;
+    int d_in, d_out;
+    const int *keep;
+    const double *mean, *scale;
+} km_prep;
+void km_prep_apply(const km_prep *p, void *x, int64_t rows, km_precision prec, int parallel);
+static inline int km_prep_is_identity(const km_prep *p)
+{
+    return !p->log1p && !p->keep && !p->mean;
+}
+
 typedef struct km_source km_source;
 struct km_source {
     int64_t rows;          /* local rows */
-    int64_t chunk_rows;    /* rows per chunk (the last may be shorter) */
-    /* Point *x at local rows [first, first + n); only one thread calls this. */
+    int64_t chunk_rows;    /* rows per chunk */
+    int64_t phase;         /* chunks end where (phase + local row) % chunk_rows == 0,
+                              so streamed chunks follow the file's HDF5 chunks */
+    int d;                 /* values per row handed out */
+    km_precision prec;
+    /* Point *x at local rows [first, first + n), valid until the next call of
+     * get or row; only one thread calls this. */
     int (*get)(km_source *s, int64_t first, int64_t n, const void **x, km_error *err);
-    const km_block *blk;
+    /* Local row i in float64 (d values). */
+    int (*row)(km_source *s, int64_t i, double *out, km_error *err);
+    /* Wait for any read under way and forget what was read ahead: before the
+     * caller uses HDF5 itself, and after the preprocessing changed. */
+    void (*sync)(km_source *s);
+    void (*close)(km_source *s);
+    const km_block *blk;   /* the memory source's block */
+    void *impl;            /* the stream's state */
 };
 
 /* Rows in the chunk that starts at local row `first` (0 past the end). Walk a
@@ -20,11 +50,29 @@ static inline int64_t km_source_span(const km_source *s, int64_t first)
 {
     if (first >= s->rows)
         return 0;
-    return s->rows - first < s->chunk_rows ? s->rows - first : s->chunk_rows;
+    int64_t n = s->chunk_rows - (s->phase + first) % s->chunk_rows;
+    return s->rows - first < n ? s->rows - first : n;
 }
 
-/* A source over an in-memory block, chunks of about chunk_bytes, a multiple of
- * block_rows rows. */
-void km_source_memory(km_source *s, const km_block *blk, int64_t block_rows,
-                      size_t chunk_bytes);
+/* A source over an in-memory block (blk->d values a row), chunks of about
+ * chunk_bytes. */
+void km_source_memory(km_source *s, const km_block *blk, size_t chunk_bytes);
+
+/* A source streaming rows [first, first + rows) of path:dset (d_raw features;
+ * transposed: stored as d_raw x n) in chunks of chunk_rows, each preprocessed
+ * by *prep (read at every chunk: the caller may change it, then sync). Opens the
+ * file with the POSIX driver: no MPI inside, so the I/O thread may call HDF5
+ * while this process's other threads compute. */
+typedef struct {
+    const char *path, *dset;
+    int transposed;
+    int64_t first, rows, d_raw;
+    km_precision prec;
+    int64_t chunk_rows, phase;
+    size_t cache_bytes;    /* HDF5 chunk cache */
+    const km_prep *prep;
+} km_stream_spec;
+int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err);
+/* Bytes a stream allocates for chunks of chunk_rows (besides the HDF5 cache). */
+size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int transposed);
 #endif

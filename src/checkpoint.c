@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <hdf5.h>
 #include "checkpoint.h"
+#include "options.h"
 #include "h5io.h"
 
 #define KM_CKPT_FORMAT "hpc-kmeans checkpoint"
@@ -77,6 +78,9 @@ static herr_t put_contents(hid_t f, const km_options *opt, const km_block *blk,
     s |= km_h5_attr_i64(f, "n", blk->n);
     s |= km_h5_attr_i64(f, "d", blk->d);
     s |= km_h5_attr_str(f, "input_dtype", blk->dtype_note);
+    char prep[256];
+    km_options_prep_string(opt, prep, sizeof prep);
+    s |= km_h5_attr_str(f, "preprocessing", prep);
     s |= km_h5_attr_i64(f, "k", ck->k);
     s |= km_h5_attr_str(f, "init", opt->init_spec);
     s |= km_h5_attr_i64(f, "seed", (int64_t)opt->seed);
@@ -302,6 +306,12 @@ static int check_match(hid_t f, const char *path, const km_options *opt, const k
                        "matrix; '%s' in '%s' is now %lld x %d %s", path, (long long)n,
                        (long long)d, dtype, opt->dataset, opt->input, (long long)blk->n, blk->d,
                        blk->dtype_note);
+    char theirs[256] = "transpose=0 log1p=0 top_variance=0 standardize=0", ours[256];
+    km_h5_get_str(f, "preprocessing", theirs, sizeof theirs);   /* older: none */
+    km_options_prep_string(opt, ours, sizeof ours);
+    if (strcmp(theirs, ours))
+        return km_fail(err, KM_ERR_USAGE, "checkpoint '%s' was made with preprocessing '%s', "
+                       "not '%s'", path, theirs, ours);
     if (opt->k && opt->k != *k)
         return km_fail(err, KM_ERR_USAGE, "checkpoint '%s' was made with -k %lld, not -k %d",
                        path, (long long)*k, opt->k);

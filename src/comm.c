@@ -94,3 +94,15 @@ void km_comm_timers(const km_comm *c, km_timers *t)
     for (int i = 0; i < KM_T_COUNT; i++)
         t->mean[i] /= c->size;
 }
+
+int km_comm_node_ranks(const km_comm *c)
+{
+    MPI_Comm node;
+    int size = 1;
+    if (MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node)
+        == MPI_SUCCESS) {
+        MPI_Comm_size(node, &size);
+        MPI_Comm_free(&node);
+    }
+    return size;
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
+#include "data.h"
 #include "fit.h"
 #include "hamerly.h"
 #include "init.h"
@@ -18,8 +19,6 @@
 #include "source.h"
 #include "yinyang.h"
 
-#define KM_CHUNK_BYTES (8u << 20)
-
 typedef struct {
     const km_comm *c;
     const km_block *blk;
@@ -27,7 +26,7 @@ typedef struct {
     km_threads *th;
     km_hamerly *ham;   /* the Hamerly strategy's bounds, or NULL */
     km_yinyang *yy;    /* the Yinyang strategy's bounds, or NULL */
-    km_source src;
+    km_source *src;    /* the rows, chunk by chunk (data.c) */
     km_acc *tot;       /* this rank's exact totals of a pass */
     double *pack;      /* tot as limbs + the flags below: the allreduce buffer */
     size_t pack_len;
@@ -44,65 +43,6 @@ typedef struct {
 /* Flags that ride on the iteration's allreduce, after the packed totals. */
 enum { FLAG_ERROR, FLAG_SIGNAL, FLAG_TIME, FLAG_COUNT };
 
-/* Exact column totals over all ranks: out[j] = sum_i v_ij (fixed.h). The
- * pass's own buffers serve as scratch: tot->sums holds k*d >= d integers and
- * pack (k*d + 1) * limbs >= d * limbs doubles. */
-static int column_total(fit_state *st, const double *center, const double *scale,
-                        double *out, km_error *err)
-{
-    const km_block *blk = st->blk;
-    const int d = blk->d;
-    km_i128 *tmp = st->tot->sums;
-    memset(tmp, 0, sizeof(km_i128) * (size_t)d);
-    if (km_column_fixed(blk->data, blk->rows, d, blk->prec, center, scale, tmp))
-        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column sums of d=%d",
-                st->c->rank, d);
-    if (km_comm_agree(st->c, err))
-        return err->code;
-    km_fx_pack(tmp, (size_t)d, st->limbs, st->bits, st->pack);
-    km_comm_sum(st->c, st->pack, (size_t)d * st->limbs);
-    km_fx_unpack(st->pack, (size_t)d, st->limbs, st->bits, tmp);
-    for (int j = 0; j < d; j++)
-        out[j] = km_fx_value(tmp[j], scale[j]);
-    return 0;
-}
-
-/* Mean over features of the population variance (scikit-learn's tol scale),
- * from exact sums: the same value for any ranks x threads layout. */
-static int mean_variance(fit_state *st, double *mv, km_error *err)
-{
-    const km_block *blk = st->blk;
-    const int d = blk->d;
-    const double *maxabs = st->kc.maxabs;
-    double *mean = malloc(sizeof(double) * 3 * (size_t)d), *var = mean + d, *scale = var + d;
-    if (!mean)
-        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column moments of d=%d",
-                st->c->rank, d);
-    if (km_comm_agree(st->c, err)) {
-        free(mean);
-        return err->code;
-    }
-    for (int j = 0; j < d; j++)
-        scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
-    int rc = column_total(st, NULL, scale, mean, err);
-    if (!rc) {
-        for (int j = 0; j < d; j++) {
-            mean[j] /= (double)blk->n;
-            double m = maxabs[j] + fabs(mean[j]);
-            scale[j] = km_fx_scale(m * m * (1 + 0x1p-40), KM_FX_TOP);
-        }
-        rc = column_total(st, mean, scale, var, err);
-    }
-    if (!rc) {
-        double s = 0;
-        for (int j = 0; j < d; j++)
-            s += var[j] / (double)blk->n;
-        *mv = s / d;
-    }
-    free(mean);
-    return rc;
-}
-
 /* Assignment pass + the iteration's allreduce; returns the agreed error. */
 static int assign_reduce(fit_state *st, const km_options *opt, const double *centroids,
                          int32_t *labels, km_timers *tm, km_error *err)
@@ -111,9 +51,9 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
     km_acc_clear(st->tot);
-    int rc = st->yy    ? km_yinyang_pass(st->yy, &st->src, &st->kc, labels, st->th, st->tot, err)
-             : st->ham ? km_hamerly_pass(st->ham, &st->src, &st->kc, labels, st->th, st->tot, err)
-                       : km_lloyd_pass(&st->src, &st->kc, labels, st->th, st->tot, err);
+    int rc = st->yy    ? km_yinyang_pass(st->yy, st->src, &st->kc, labels, st->th, st->tot, err)
+             : st->ham ? km_hamerly_pass(st->ham, st->src, &st->kc, labels, st->th, st->tot, err)
+                       : km_lloyd_pass(st->src, &st->kc, labels, st->th, st->tot, err);
     km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
     double *flag = st->pack + st->pack_len;
     double t1 = km_now();
@@ -149,8 +89,17 @@ static int reseed_empty(fit_state *st, const int32_t *labels, double *centroids,
     double *pts = malloc(sizeof(double) * (size_t)empty * d);
     if (!dist || !row || !alld || !allr || !pts)
         km_fail(err, KM_ERR_MEMORY, "out of memory re-seeding %d empty clusters", empty);
+    for (int t = 0; !err->code && t < empty; t++) {
+        dist[t] = -1;
+        row[t] = -1;
+    }
+    km_source *src = st->src;
+    for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
+        const void *x;
+        if (!src->get(src, f, n, &x, err))
+            km_farthest(x, n, d, blk->prec, st->old, labels + f, f, empty, dist, row);
+    }
     if (!km_comm_agree(st->c, err)) {
-        km_farthest(blk->data, blk->rows, d, blk->prec, st->old, labels, empty, dist, row);
         for (int t = 0; t < empty; t++)
             row[t] = row[t] >= 0 ? blk->first + row[t] : -1;
         km_comm_allgather_f64(st->c, dist, empty, alld);
@@ -168,12 +117,14 @@ static int reseed_empty(fit_state *st, const int32_t *labels, double *centroids,
             if (b >= 0)
                 allr[b] = (uint64_t)-1;
         }
-        km_fetch_rows(st->c, blk, row, empty, pts);
+        if (km_fetch_rows(st->c, blk, src, row, empty, pts, err))
+            goto done;
         const double *counts = km_acc_counts(st->acc, k, d);
         for (int c = 0, t = 0; c < k; c++)
             if (counts[c] == 0 && row[t] >= 0)
                 memcpy(centroids + (size_t)c * d, pts + (size_t)(t++) * d, sizeof(double) * d);
     }
+done:
     free(dist);
     free(row);
     free(alld);
@@ -208,15 +159,20 @@ static double centroid_shift(const double *a, const double *b, size_t len)
     return s;
 }
 
-static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
-                     const km_block *blk, int k, km_algorithm alg, km_error *err)
+static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_data *D,
+                     int k, km_algorithm alg, km_error *err)
 {
+    const km_block *blk = &D->blk;
     memset(st, 0, sizeof *st);
     st->last_ckpt = km_now();
     st->c = c;
     st->blk = blk;
+    st->src = &D->src;
     int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
                                          : km_default_block_rows(blk->d, k, blk->prec);
+    if (!D->streamed)   /* in-core chunks: whole kernel blocks */
+        D->src.chunk_rows = (D->src.chunk_rows / block_rows > 0
+                             ? D->src.chunk_rows / block_rows : 1) * block_rows;
     km_fx_limbs(c->size, &st->limbs, &st->bits);
     if (!km_centers_init(&st->kc, k, blk->d, blk->prec, err)) {
         st->acc_len = km_acc_len(k, blk->d);
@@ -240,18 +196,18 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt,
                     (long long)blk->rows,
                     km_yinyang_bytes(k, blk->d, blk->rows, km_threads_count(st->th)) / 1e9);
     }
-    km_source_memory(&st->src, blk, block_rows, KM_CHUNK_BYTES);
     if (km_comm_agree(c, err))
         return err->code;
     /* the scales of the exact sums: max |x_ij| over all ranks */
-    km_column_maxabs(blk->data, blk->rows, blk->d, blk->prec, st->kc.maxabs);
-    km_comm_max(c, st->kc.maxabs, (size_t)blk->d);
+    memcpy(st->kc.maxabs, D->maxabs, sizeof(double) * (size_t)blk->d);
     km_centers_set_range(&st->kc, st->kc.maxabs);
     return 0;
 }
 
 static void fit_teardown(fit_state *st)
 {
+    if (st->src)
+        st->src->sync(st->src);   /* the caller may use HDF5 next */
     km_centers_free(&st->kc);
     km_hamerly_free(st->ham);
     km_yinyang_free(st->yy);
@@ -278,6 +234,7 @@ static int checkpoint(fit_state *st, const km_options *opt, const km_model *m,
                       km_error *err)
 {
     double t0 = km_now();
+    st->src->sync(st->src);   /* HDF5 is ours while the checkpoint is written */
     km_ckpt ck = {.iteration = iter, .k = m->k, .d = m->d, .centroids = m->centroids,
                   .previous = st->old, .maxabs = st->kc.maxabs,
                   .tol_scale = res->mean_variance, .hist = res->hist,
@@ -352,20 +309,21 @@ km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
     return k >= KM_AUTO_HAMERLY_K ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
 }
 
-int km_fit(const km_comm *c, const km_options *opt, const km_block *blk, km_model *m,
-           int32_t *labels, const km_ckpt *resume, km_result *res, km_timers *tm,
-           FILE *progress, km_error *err)
+int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int32_t *labels,
+           const km_ckpt *resume, km_result *res, km_timers *tm, FILE *progress,
+           km_error *err)
 {
     fit_state st;
+    const km_block *blk = &D->blk;
     const int k = m->k, d = m->d, ckpt_on = opt->checkpoint[0] != 0;
-    if (fit_setup(&st, c, opt, blk, k, res->algorithm, err)) {
+    if (fit_setup(&st, c, opt, D, k, res->algorithm, err)) {
         fit_teardown(&st);
         return err->code;
     }
     for (int64_t i = 0; i < blk->rows; i++)
         labels[i] = -1;
-    if (mean_variance(&st, &res->mean_variance, err) ||
-        (resume && resume_from(&st, opt, resume, m, labels, res, tm, err))) {
+    res->mean_variance = D->mean_variance;
+    if (resume && resume_from(&st, opt, resume, m, labels, res, tm, err)) {
         fit_teardown(&st);
         return err->code;
     }

@@ -80,7 +80,8 @@ static hid_t open_dataset(hid_t file, const char *path, const char *name, km_err
 }
 
 /* The 2-D shape and the in-memory precision for a dataset; refuses non-numeric types. */
-static int check_matrix(hid_t ds, const char *path, const char *name, int64_t *n, int64_t *d,
+static int check_matrix(hid_t ds, const char *path, const char *name, int transposed,
+                        int64_t *n, int64_t *d,
                         km_precision *prec, char *note, size_t notelen, km_error *err)
 {
     hid_t space = H5Dget_space(ds);
@@ -92,14 +93,16 @@ static int check_matrix(hid_t ds, const char *path, const char *name, int64_t *n
         return km_fail(err, KM_ERR_INPUT,
                        "dataset '%s' in '%s' has %d dimension(s); expected a 2-D n x d matrix",
                        name, path, rank);
-    *n = (int64_t)dims[0];
-    *d = (int64_t)dims[1];
+    *n = (int64_t)dims[transposed ? 1 : 0];
+    *d = (int64_t)dims[transposed ? 0 : 1];
     if (*n < 1 || *d < 1)
         return km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s' is empty (%lld x %lld)",
                        name, path, (long long)*n, (long long)*d);
     if (*d > (1 << 24))
-        return km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s' has %lld columns; at most %d "
-                       "are supported", name, path, (long long)*d, 1 << 24);
+        return km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s' has %lld %s; at most %d "
+                       "are supported%s", name, path, (long long)*d,
+                       transposed ? "rows (features)" : "columns", 1 << 24,
+                       transposed ? "" : " (genes x samples? try --transpose)");
     hid_t type = H5Dget_type(ds);
     H5T_class_t cls = H5Tget_class(type);
     size_t size = H5Tget_size(type);
@@ -118,12 +121,13 @@ static int check_matrix(hid_t ds, const char *path, const char *name, int64_t *n
 }
 
 /* Collective read/write of rows [first, first+rows) of an n x d dataset in the
- * same number of rounds on every rank. */
+ * same number of rounds on every rank. transposed: the dataset is d x n and its
+ * columns [first, first+rows) are read, through tbuf (rows of a round x d), into
+ * row-major buf. */
 static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks, int64_t first,
-                      int64_t rows, void *buf, size_t esize, int write)
+                      int64_t rows, void *buf, size_t esize, int write, int transposed,
+                      void *tbuf, int64_t per_round)
 {
-    const int64_t per_round = KM_IO_BYTES / (int64_t)(d * esize) > 0
-                                  ? KM_IO_BYTES / (int64_t)(d * esize) : 1;
     const int64_t maxrows = km_partition_max_rows(n, nranks);
     const int64_t rounds = maxrows ? (maxrows + per_round - 1) / per_round : 0;
     hid_t fspace = H5Dget_space(ds), dxpl = collective_dxpl();
@@ -136,12 +140,22 @@ static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks,
         if (cnt < 0)
             cnt = 0;
         hsize_t mdims[2] = {(hsize_t)(cnt ? cnt : 1), (hsize_t)d};
+        if (transposed) {
+            mdims[0] = (hsize_t)d;
+            mdims[1] = (hsize_t)(cnt ? cnt : 1);
+        }
         hid_t mspace = H5Screate_simple(frank, mdims, NULL);
         void *ptr = dummy;
         if (cnt) {
             hsize_t start[2] = {(hsize_t)(first + off), 0}, count[2] = {(hsize_t)cnt, (hsize_t)d};
+            if (transposed) {
+                start[0] = 0;
+                start[1] = (hsize_t)(first + off);
+                count[0] = (hsize_t)d;
+                count[1] = (hsize_t)cnt;
+            }
             H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-            ptr = (char *)buf + (size_t)off * (size_t)d * esize;
+            ptr = transposed ? tbuf : (char *)buf + (size_t)off * (size_t)d * esize;
         } else {
             H5Sselect_none(fspace);
             H5Sselect_none(mspace);
@@ -150,6 +164,8 @@ static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks,
                          : H5Dread(ds, memtype, mspace, fspace, dxpl, ptr);
         if (s < 0)
             status = s;
+        else if (cnt && transposed)
+            km_transpose(tbuf, (int64_t)d, cnt, esize, (char *)buf + (size_t)off * d * esize);
         H5Sclose(mspace);
     }
     H5Pclose(dxpl);
@@ -157,10 +173,33 @@ static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks,
     return status;
 }
 
-int km_read_block(const km_comm *c, const char *path, const char *dset, km_block *blk,
-                  km_error *err)
+void km_transpose(const void *in, int64_t r, int64_t c, size_t esize, void *out)
+{
+    const int64_t T = 32;
+    for (int64_t i0 = 0; i0 < r; i0 += T)
+        for (int64_t j0 = 0; j0 < c; j0 += T) {
+            const int64_t i1 = i0 + T < r ? i0 + T : r, j1 = j0 + T < c ? j0 + T : c;
+            if (esize == 4) {
+                const float *a = in;
+                float *b = out;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j1; j++)
+                        b[j * r + i] = a[i * c + j];
+            } else {
+                const double *a = in;
+                double *b = out;
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j1; j++)
+                        b[j * r + i] = a[i * c + j];
+            }
+        }
+}
+
+int km_read_block(const km_comm *c, const char *path, const char *dset, int transposed,
+                  int read_rows, km_block *blk, int64_t *chunk, km_error *err)
 {
     memset(blk, 0, sizeof *blk);
+    chunk[0] = chunk[1] = 0;
     check_readable(path, err);
     if (km_comm_agree(c, err))
         return err->code;
@@ -174,26 +213,43 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, km_block
     int64_t n = 0, d = 0;
     ds = open_dataset(file, path, dset, err);
     if (ds >= 0)
-        check_matrix(ds, path, dset, &n, &d, &blk->prec, blk->dtype_note,
+        check_matrix(ds, path, dset, transposed, &n, &d, &blk->prec, blk->dtype_note,
                      sizeof blk->dtype_note, err);
     if (km_comm_agree(c, err))
         goto done;
+    hid_t dcpl = H5Dget_create_plist(ds);
+    hsize_t cd[2];
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 2, cd) == 2) {
+        chunk[0] = (int64_t)cd[transposed ? 1 : 0];   /* points per HDF5 chunk */
+        chunk[1] = (int64_t)cd[transposed ? 0 : 1];   /* features per HDF5 chunk */
+    }
+    H5Pclose(dcpl);
     blk->n = n;
     blk->d = (int)d;
     km_partition(n, c->size, c->rank, &blk->first, &blk->rows);
+    if (!read_rows)
+        goto done;
     size_t esize = blk->prec == KM_F32 ? 4 : 8;
     size_t bytes = (size_t)blk->rows * (size_t)d * esize;
+    int64_t per_round = KM_IO_BYTES / (int64_t)(d * esize) > 0
+                            ? KM_IO_BYTES / (int64_t)(d * esize) : 1;
+    if (transposed && per_round > blk->rows)
+        per_round = blk->rows > 0 ? blk->rows : 1;
+    void *tbuf = transposed ? malloc((size_t)per_round * d * esize) : NULL;
     blk->data = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-    if (!blk->data)
+    if (!blk->data || (transposed && !tbuf))
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for its %lld rows of '%s' "
                 "(%.2f GB)", c->rank, (long long)blk->rows, dset, bytes / 1e9);
-    if (km_comm_agree(c, err))
-        goto done;
-    hid_t memtype = blk->prec == KM_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
-    if (rows_io(ds, memtype, n, d, c->size, blk->first, blk->rows, blk->data, esize, 0) < 0)
-        km_fail(err, KM_ERR_INPUT, "reading rows %lld-%lld of '%s' in '%s' failed",
-                (long long)blk->first, (long long)(blk->first + blk->rows - 1), dset, path);
-    km_comm_agree(c, err);
+    if (!km_comm_agree(c, err)) {
+        hid_t memtype = blk->prec == KM_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+        if (rows_io(ds, memtype, n, d, c->size, blk->first, blk->rows, blk->data, esize, 0,
+                    transposed, tbuf, per_round) < 0)
+            km_fail(err, KM_ERR_INPUT, "reading %s %lld-%lld of '%s' in '%s' failed",
+                    transposed ? "columns" : "rows", (long long)blk->first,
+                    (long long)(blk->first + blk->rows - 1), dset, path);
+        km_comm_agree(c, err);
+    }
+    free(tbuf);
 done:
     if (ds >= 0)
         H5Dclose(ds);
@@ -222,7 +278,7 @@ static int read_centroids_local(const char *path, const char *dset, int d, int *
     km_precision prec;
     char note[128];
     hid_t ds = open_dataset(file, path, dset, err);
-    if (ds >= 0 && !check_matrix(ds, path, dset, &kk, &dd, &prec, note, sizeof note, err)) {
+    if (ds >= 0 && !check_matrix(ds, path, dset, 0, &kk, &dd, &prec, note, sizeof note, err)) {
         if (dd != d)
             km_fail(err, KM_ERR_INPUT, "--init %s:%s has %lld columns but the data has %d",
                     path, dset, (long long)dd, d);
@@ -389,6 +445,8 @@ static herr_t write_attributes(hid_t f, const km_output *o)
     s |= km_h5_attr_f64(f, "inertia", res->inertia);
     s |= km_h5_attr_i64(f, "ranks", o->ranks);
     s |= km_h5_attr_i64(f, "threads", o->threads);
+    s |= km_h5_attr_i64(f, "streamed", o->data->streamed);
+    s |= km_h5_attr_i64(f, "memory_limit", o->data->memory_limit);
     s |= km_h5_attr_str(f, "version", KM_VERSION);
     return s;
 }
@@ -425,11 +483,49 @@ static herr_t write_timing(hid_t f, const km_timers *t, int root)
     return s;
 }
 
+/* What was done to the file's values before clustering: the centroids are in
+ * this space. feature_index maps the d columns of /centroids to the file's. */
+static herr_t write_preprocessing(hid_t f, const km_output *o, int root)
+{
+    const km_options *opt = o->opt;
+    const km_data *D = o->data;
+    const int d = D->blk.d;
+    hid_t g = H5Gcreate2(f, "preprocessing", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return -1;
+    herr_t s = 0;
+    s |= km_h5_attr_i64(g, "transpose", opt->transpose);
+    s |= km_h5_attr_str(g, "log1p", opt->log1p ? "log2(x + 1)" : "none");
+    s |= km_h5_attr_i64(g, "top_variance", opt->top_variance);
+    s |= km_h5_attr_i64(g, "standardize", opt->standardize);
+    s |= km_h5_attr_i64(g, "features_in_file", D->d_raw);
+    s |= km_h5_attr_str(g, "centroids", opt->log1p || opt->standardize
+                        ? "in the transformed space (after the steps above)"
+                        : "in the units of the file");
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)d);
+    if (!idx) {
+        H5Gclose(g);
+        return -1;
+    }
+    for (int j = 0; j < d; j++)
+        idx[j] = D->keep ? D->keep[j] : j;
+    hsize_t len = (hsize_t)d;
+    s |= small_dataset(g, "feature_index", H5T_NATIVE_INT64, 1, &len, idx, root);
+    free(idx);
+    if (D->mean) {
+        s |= small_dataset(g, "feature_mean", H5T_NATIVE_DOUBLE, 1, &len, D->mean, root);
+        s |= small_dataset(g, "feature_scale", H5T_NATIVE_DOUBLE, 1, &len, D->scale, root);
+    }
+    H5Gclose(g);
+    return s;
+}
+
 static herr_t write_contents(const km_comm *c, hid_t f, const km_output *o)
 {
     const int root = c->rank == 0;
     const km_model *m = o->model;
     herr_t s = write_attributes(f, o);
+    s |= write_preprocessing(f, o, root);
     hsize_t cdims[2] = {(hsize_t)m->k, (hsize_t)m->d}, k = (hsize_t)m->k;
     s |= small_dataset(f, "centroids", H5T_NATIVE_DOUBLE, 2, cdims, m->centroids, root);
     s |= small_dataset(f, "cluster_sizes", H5T_NATIVE_INT64, 1, &k, m->sizes, root);
@@ -442,7 +538,7 @@ static herr_t write_contents(const km_comm *c, hid_t f, const km_output *o)
     if (ds < 0)
         return -1;
     s |= rows_io(ds, H5T_NATIVE_INT32, o->blk->n, 1, c->size, o->blk->first, o->blk->rows,
-                 (void *)o->labels, sizeof(int32_t), 1);
+                 (void *)o->labels, sizeof(int32_t), 1, 0, NULL, KM_IO_BYTES / 4);
     H5Dclose(ds);
     o->timers->t[KM_T_WRITE] += km_now() - o->write_start;   /* timing is written last */
     km_comm_timers(c, o->timers);

@@ -12,21 +12,31 @@
 
 typedef unsigned __int128 u128;
 
-void km_fetch_rows(const km_comm *c, const km_block *blk, const int64_t *rows, int m,
-                   double *out)
+int km_fetch_rows(const km_comm *c, const km_block *blk, km_source *src, const int64_t *rows,
+                  int m, double *out, km_error *err)
 {
     const int d = blk->d;
     memset(out, 0, sizeof(double) * (size_t)m * d);
-    for (int t = 0; t < m; t++) {
+    for (int t = 0; t < m && !err->code; t++) {
         int64_t i = rows[t] - blk->first;
-        if (rows[t] < 0 || i < 0 || i >= blk->rows)
-            continue;
-        for (int j = 0; j < d; j++)   /* exactly one rank adds a non-zero: exact */
-            out[(size_t)t * d + j] = blk->prec == KM_F32
-                ? (double)((const float *)blk->data)[i * d + j]
-                : ((const double *)blk->data)[i * d + j];
+        if (rows[t] >= 0 && i >= 0 && i < blk->rows)
+            src->row(src, i, out + (size_t)t * d, err);
     }
-    km_comm_sum(c, out, (size_t)m * d);
+    if (km_comm_agree(c, err))
+        return err->code;
+    km_comm_sum(c, out, (size_t)m * d);   /* exactly one rank adds a non-zero: exact */
+    return 0;
+}
+
+/* D[i] = min(D[i], ||x_i - centroid||^2) over the source (init: D[i] = dist). */
+static void min_dist_pass(km_source *src, const double *centroid, double *D, int init,
+                          km_error *err)
+{
+    for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
+        const void *x;
+        if (!src->get(src, f, n, &x, err))
+            km_min_dist_update(x, n, src->d, src->prec, centroid, D + f, init);
+    }
 }
 
 /* k distinct rows of n (Floyd's algorithm), in draw order. */
@@ -88,9 +98,9 @@ static int64_t find_weighted(const km_block *blk, const double *D, double qscale
 
 /* One greedy k-means++ step: draw m candidates with probability ~ D, keep the
  * one that lowers the potential most (ties: first drawn). */
-static void pp_step(const km_comm *c, const km_block *blk, uint64_t seed, int step, int m,
-                    double *D, double *cand, int64_t *cand_rows, uint64_t *gather,
-                    double *centroid)
+static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64_t seed,
+                   int step, int m, double *D, double *cand, int64_t *cand_rows,
+                   uint64_t *gather, double *centroid, km_error *err)
 {
     const int d = blk->d;
     double maxD = 0;
@@ -121,12 +131,24 @@ static void pp_step(const km_comm *c, const km_block *blk, uint64_t seed, int st
     }
     if (total != 0)
         km_comm_max_i64v(c, cand_rows, m);
-    km_fetch_rows(c, blk, cand_rows, m, cand);
-    u128 *pot = malloc(sizeof(u128) * (size_t)m);
+    if (km_fetch_rows(c, blk, src, cand_rows, m, cand, err))
+        return err->code;
+    u128 *pot = calloc((size_t)m, sizeof(u128));
     uint64_t *loc = malloc(sizeof(uint64_t) * 2 * (size_t)m);
     uint64_t *all = malloc(sizeof(uint64_t) * 2 * (size_t)m * c->size);
-    km_pp_potentials(blk->data, blk->rows, d, blk->prec, D, cand, m,
-                     qscale > 0 ? qscale : 1, pot);
+    if (!pot || !loc || !all)
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
+    for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
+        const void *x;
+        if (!src->get(src, f, n, &x, err))
+            km_pp_potentials(x, n, d, blk->prec, D + f, cand, m, qscale > 0 ? qscale : 1, pot);
+    }
+    if (km_comm_agree(c, err)) {
+        free(pot);
+        free(loc);
+        free(all);
+        return err->code;
+    }
     for (int t = 0; t < m; t++)
         u128_split(pot[t], loc + 2 * t);
     km_comm_allgather_u64(c, loc, 2 * m, all);
@@ -142,14 +164,15 @@ static void pp_step(const km_comm *c, const km_block *blk, uint64_t seed, int st
         }
     }
     memcpy(centroid, cand + (size_t)best * d, sizeof(double) * d);
-    km_min_dist_update(blk->data, blk->rows, d, blk->prec, centroid, D, 0);
+    min_dist_pass(src, centroid, D, 0, err);
     free(pot);
     free(loc);
     free(all);
+    return km_comm_agree(c, err);
 }
 
-static int kmeanspp(const km_comm *c, const km_block *blk, int k, uint64_t seed,
-                    double *centroids, km_error *err)
+static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k,
+                    uint64_t seed, double *centroids, km_error *err)
 {
     const int d = blk->d, m = 2 + (int)log((double)k);
     double *D = malloc(sizeof(double) * (size_t)(blk->rows ? blk->rows : 1));
@@ -160,10 +183,13 @@ static int kmeanspp(const km_comm *c, const km_block *blk, int k, uint64_t seed,
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     if (!km_comm_agree(c, err)) {
         int64_t first = (int64_t)km_rand_below(seed, KM_STREAM_KMEANSPP, 0, (uint64_t)blk->n);
-        km_fetch_rows(c, blk, &first, 1, centroids);
-        km_min_dist_update(blk->data, blk->rows, d, blk->prec, centroids, D, 1);
-        for (int s = 1; s < k; s++)
-            pp_step(c, blk, seed, s, m, D, cand, cand_rows, gather, centroids + (size_t)s * d);
+        if (!km_fetch_rows(c, blk, src, &first, 1, centroids, err)) {
+            min_dist_pass(src, centroids, D, 1, err);
+            km_comm_agree(c, err);
+        }
+        for (int s = 1; s < k && !err->code; s++)
+            pp_step(c, blk, src, seed, s, m, D, cand, cand_rows, gather,
+                    centroids + (size_t)s * d, err);
     }
     free(D);
     free(cand);
@@ -173,11 +199,11 @@ static int kmeanspp(const km_comm *c, const km_block *blk, int k, uint64_t seed,
 }
 
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
-                      double *centroids, km_error *err)
+                      km_source *src, double *centroids, km_error *err)
 {
     const int k = opt->k;
     if (opt->init == KM_INIT_KMEANSPP)
-        return kmeanspp(c, blk, k, opt->seed, centroids, err);
+        return kmeanspp(c, blk, src, k, opt->seed, centroids, err);
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)k);
     if (!rows)
         km_fail(err, KM_ERR_MEMORY, "out of memory for %d initial rows", k);
@@ -189,7 +215,7 @@ int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *b
     else
         memcpy(rows, opt->init_rows, sizeof(int64_t) * (size_t)k);
     if (!km_comm_agree(c, err))
-        km_fetch_rows(c, blk, rows, k, centroids);
+        km_fetch_rows(c, blk, src, rows, k, centroids, err);
     free(rows);
     return err->code;
 }

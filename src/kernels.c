@@ -653,8 +653,6 @@ void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
 void km_pp_potentials(const void *x, int64_t rows, int d, km_precision prec, const double *D,
                       const double *cand, int m, double qscale, unsigned __int128 *pot)
 {
-    for (int t = 0; t < m; t++)
-        pot[t] = 0;
 #pragma omp parallel
     {
         unsigned __int128 *mine = calloc((size_t)m, sizeof *mine);
@@ -688,12 +686,8 @@ static void top_insert(double *dist, int64_t *row, int m, double e, int64_t i)
 }
 
 void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const double *c64,
-                 const int32_t *labels, int m, double *dist, int64_t *row)
+                 const int32_t *labels, int64_t offset, int m, double *dist, int64_t *row)
 {
-    for (int t = 0; t < m; t++) {
-        dist[t] = -1;
-        row[t] = -1;
-    }
 #pragma omp parallel
     {
         double *md = malloc(sizeof(double) * (size_t)m);
@@ -704,7 +698,8 @@ void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const do
         }
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < rows; i++)
-            top_insert(md, mr, m, km_dist_exact(x, i, d, prec, c64 + (size_t)labels[i] * d), i);
+            top_insert(md, mr, m, km_dist_exact(x, i, d, prec, c64 + (size_t)labels[i] * d),
+                       offset + i);
 #pragma omp critical
         for (int t = 0; t < m && mr[t] >= 0; t++)
             top_insert(dist, row, m, md[t], mr[t]);

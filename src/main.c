@@ -12,6 +12,7 @@
 #include <omp.h>
 #include "checkpoint.h"
 #include "comm.h"
+#include "data.h"
 #include "fit.h"
 #include "h5io.h"
 #include "init.h"
@@ -21,7 +22,7 @@
 #include "signals.h"
 
 typedef struct {
-    km_block blk;
+    km_data data;         /* the rows: shape, plan, source, statistics */
     km_model model;
     int32_t *labels;
     km_result res;
@@ -30,21 +31,6 @@ typedef struct {
     char output[4200];
     int threads;
 } km_run;
-
-/* NaN/Inf anywhere: refuse, naming the first bad row (global) and column. */
-static int check_finite(const km_comm *c, const km_options *opt, const km_block *blk,
-                        km_error *err)
-{
-    int col = 0;
-    int64_t bad = km_find_nonfinite(blk->data, blk->rows, blk->d, blk->prec, &col);
-    int64_t global = bad >= 0 ? blk->first + bad : INT64_MAX;
-    int64_t first = -km_comm_max_i64(c, -global);
-    if (bad >= 0 && global == first)
-        km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s': row %lld, column %d is NaN or Inf "
-                "(rows and columns count from 0); clean or impute the data first",
-                opt->dataset, opt->input, (long long)global, col);
-    return km_comm_agree(c, err);
-}
 
 static int check_k(const km_options *opt, const km_block *blk, int k, km_error *err)
 {
@@ -79,44 +65,52 @@ static int prepare_output(const km_comm *c, const km_options *opt, int k, char *
     return km_comm_agree(c, err);
 }
 
-/* The first centroids: from the checkpoint on --resume, else from --init. */
+/* The model's shape before any row is read: k from the checkpoint on
+ * --resume, from an --init file, or -k; centroids from the checkpoint or the
+ * file when they come from there (the others need the rows: init_centroids). */
 static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
 {
     double *given = NULL;
     int k = opt->k;
+    const km_block *blk = &r->data.blk;
     if (opt->resume) {
-        if (km_ckpt_read(c, opt, &r->blk, &r->ckpt, err))
+        if (km_ckpt_read(c, opt, blk, &r->ckpt, err))
             return err->code;
         k = r->ckpt.k;
     } else if (opt->init == KM_INIT_FILE &&
-               km_read_centroids(c, opt->init_file, opt->init_dataset, r->blk.d, &k, &given,
+               km_read_centroids(c, opt->init_file, opt->init_dataset, blk->d, &k, &given,
                                  err)) {
         return err->code;
     }
-    if (!err->code && !check_k(opt, &r->blk, k, err) && given) {
+    if (!err->code && !check_k(opt, blk, k, err) && given) {
         int col = 0;
-        int64_t bad = km_find_nonfinite(given, k, r->blk.d, KM_F64, &col);
+        int64_t bad = km_find_nonfinite(given, k, blk->d, KM_F64, &col);
         if (bad >= 0)
             km_fail(err, KM_ERR_INPUT, "--init %s: centroid row %lld, column %d is NaN or Inf",
                     opt->init_spec, (long long)bad, col);
     }
     r->model.k = k;
-    r->model.d = r->blk.d;
-    r->model.centroids = malloc(sizeof(double) * (size_t)k * r->blk.d);
+    r->model.d = blk->d;
+    r->model.centroids = malloc(sizeof(double) * (size_t)k * blk->d);
     r->model.sizes = calloc((size_t)k, sizeof(int64_t));
-    r->labels = malloc(sizeof(int32_t) * (size_t)(r->blk.rows ? r->blk.rows : 1));
+    r->labels = malloc(sizeof(int32_t) * (size_t)(blk->rows ? blk->rows : 1));
     if (!err->code && (!r->model.centroids || !r->model.sizes || !r->labels))
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the model and labels", c->rank);
-    if (!km_comm_agree(c, err) && !prepare_output(c, opt, k, r->output, sizeof r->output, err)) {
-        km_options o2 = *opt;
-        o2.k = k;
-        if (given)
-            memcpy(r->model.centroids, given, sizeof(double) * (size_t)k * r->blk.d);
-        else if (!opt->resume)
-            km_init_centroids(c, &o2, &r->blk, r->model.centroids, err);
-    }
+    if (!km_comm_agree(c, err) && !prepare_output(c, opt, k, r->output, sizeof r->output, err)
+        && given)
+        memcpy(r->model.centroids, given, sizeof(double) * (size_t)k * blk->d);
     free(given);
     return err->code;
+}
+
+/* The first centroids chosen from the rows (--init kmeans++/first/random/rows). */
+static int init_centroids(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
+{
+    if (opt->resume || opt->init == KM_INIT_FILE)
+        return 0;
+    km_options o2 = *opt;
+    o2.k = r->model.k;
+    return km_init_centroids(c, &o2, &r->data.blk, &r->data.src, r->model.centroids, err);
 }
 
 /* Collective: peak resident memory of each rank, min / mean / max in MB. */
@@ -138,9 +132,9 @@ static void finish_report(const km_comm *c, const km_options *opt, km_run *r)
         return;
     if (!opt->quiet)
         km_report_timing(stdout, &r->tm, &r->res);
-    km_report_summary(stdout, opt, &r->blk, r->model.k, &r->res, &r->tm, r->output);
+    km_report_summary(stdout, opt, &r->data.blk, r->model.k, &r->res, &r->tm, r->output);
     if (opt->summary_json[0] &&
-        km_report_json(opt->summary_json, opt, &r->blk, r->model.k, &r->res, &r->tm, c->size,
+        km_report_json(opt->summary_json, opt, &r->data, r->model.k, &r->res, &r->tm, c->size,
                        r->threads, r->output))
         fprintf(stderr, "kmeans: warning: cannot append to --summary-json '%s': %s\n",
                 opt->summary_json, strerror(errno));
@@ -164,31 +158,32 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
     if (opt->checkpoint[0] && km_ckpt_check(c, opt, err))
         return err->code;
     double t = km_now();
-    if (km_read_block(c, opt->input, opt->dataset, &r->blk, err) ||
-        check_finite(c, opt, &r->blk, err))
+    if (km_data_open(c, opt, &r->data, err) || init_model(c, opt, r, err))
+        return err->code;
+    r->threads = (int)km_comm_max_i64(c, omp_get_max_threads());
+    r->res.algorithm = km_choose_algorithm(opt, r->model.k, r->data.blk.d);
+    if (km_data_plan(c, opt, &r->data, r->model.k, r->threads, &r->res.algorithm, err) ||
+        km_data_load(c, opt, &r->data, err))
         return err->code;
     r->tm.t[KM_T_READ] = km_now() - t;
     t = km_now();
-    if (init_model(c, opt, r, err))
+    if (init_centroids(c, opt, r, err))
         return err->code;
     r->tm.t[KM_T_INIT] = km_now() - t;
-    int64_t threads = km_comm_max_i64(c, omp_get_max_threads());
-    r->threads = (int)threads;
-    r->res.algorithm = km_choose_algorithm(opt, r->model.k, r->blk.d);
     FILE *progress = c->rank == 0 && !opt->quiet ? stdout : NULL;
     if (progress)
-        km_report_header(progress, opt, &r->blk, r->model.k, r->res.algorithm, c->size,
+        km_report_header(progress, opt, &r->data, r->model.k, r->res.algorithm, c->size,
                          r->threads);
-    if (km_fit(c, opt, &r->blk, &r->model, r->labels, opt->resume ? &r->ckpt : NULL, &r->res,
+    if (km_fit(c, opt, &r->data, &r->model, r->labels, opt->resume ? &r->ckpt : NULL, &r->res,
                &r->tm, progress, err))
         return err->code;
     if (r->res.stop == KM_STOP_SIGNAL) {
         report_interrupted(c, opt, r);
         return KM_EXIT_CHECKPOINTED;
     }
-    km_output o = {.opt = opt, .blk = &r->blk, .model = &r->model, .labels = r->labels,
-                   .res = &r->res, .timers = &r->tm, .write_start = km_now(),
-                   .ranks = c->size, .threads = r->threads};
+    km_output o = {.opt = opt, .data = &r->data, .blk = &r->data.blk, .model = &r->model,
+                   .labels = r->labels, .res = &r->res, .timers = &r->tm,
+                   .write_start = km_now(), .ranks = c->size, .threads = r->threads};
     if (km_write_result(c, r->output, &o, err))
         return err->code;
     if (opt->checkpoint[0])
@@ -219,7 +214,7 @@ int main(int argc, char **argv)
         status = run(&c, &opt, &r, &err);
     if (err.code && c.rank == 0)
         fprintf(stderr, "kmeans: error: %s\n", err.msg);
-    km_block_free(&r.blk);
+    km_data_free(&r.data);
     free(r.model.centroids);
     free(r.model.sizes);
     free(r.labels);

@@ -13,7 +13,8 @@
 
 enum { OPT_DATASET = 256, OPT_INIT, OPT_SEED, OPT_MAX_ITER, OPT_TOL, OPT_CHUNK_ROWS,
        OPT_SUMMARY_JSON, OPT_CHECKPOINT, OPT_CHECKPOINT_EVERY, OPT_CHECKPOINT_SECONDS,
-       OPT_RESUME, OPT_ALGORITHM };
+       OPT_RESUME, OPT_ALGORITHM, OPT_MEMORY_LIMIT, OPT_TRANSPOSE, OPT_LOG1P,
+       OPT_STANDARDIZE, OPT_TOP_VARIANCE };
 
 #define KM_DEFAULT_CHECKPOINT_SECONDS 1800.0
 
@@ -33,6 +34,11 @@ static const struct option long_opts[] = {
     {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
     {"resume", no_argument, 0, OPT_RESUME},
     {"algorithm", required_argument, 0, OPT_ALGORITHM},
+    {"memory-limit", required_argument, 0, OPT_MEMORY_LIMIT},
+    {"transpose", no_argument, 0, OPT_TRANSPOSE},
+    {"log1p", no_argument, 0, OPT_LOG1P},
+    {"standardize", no_argument, 0, OPT_STANDARDIZE},
+    {"top-variance", required_argument, 0, OPT_TOP_VARIANCE},
     {"quiet", no_argument, 0, 'q'},
     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},
@@ -58,6 +64,20 @@ void km_options_help(FILE *out)
 "                         and attributes describing the run. Written to FILE.tmp-*\n"
 "                         and renamed only on success.\n"
 "      --summary-json F   append a one-line JSON record of the run to F\n"
+"      --transpose        the dataset is d x n: features in rows, points in columns\n"
+"                         (genes x samples). Ranks then read blocks of columns.\n"
+"                         Fast when the file is chunked in column blocks; see\n"
+"                         README (h5repack -l) to rechunk one that is not.\n"
+"\n"
+"Preprocessing (applied on the fly; the file is never changed; the output's\n"
+"centroids are in the transformed space and /preprocessing records the steps):\n"
+"      --log1p            x -> log2(x + 1), the expression convention (base 2)\n"
+"      --top-variance G   keep the G features of largest variance (after --log1p),\n"
+"                         in file order; ties go to the lower column\n"
+"      --standardize      z-score each kept feature with its mean and population\n"
+"                         variance over all n points (constant features become 0)\n"
+"                         Statistics are exact sums over all ranks: every layout\n"
+"                         keeps the same features and gets the same bits.\n"
 "\n"
 "Clustering:\n"
 "  -k, --clusters K       number of clusters, 1 <= K <= n (may be omitted with\n"
@@ -114,6 +134,12 @@ void km_options_help(FILE *out)
 "\n"
 "Performance and reporting:\n"
 "      --chunk-rows N     rows per chunk of the iteration (cache blocking)  [auto]\n"
+"      --memory-limit B   bytes of memory each rank may use, with suffix K, M, G or\n"
+"                         T (powers of 1024). When a rank's rows do not fit, every\n"
+"                         pass streams them from the file in chunks, the next read\n"
+"                         while the current one is computed; the result is the\n"
+"                         same bits as in memory.  [default: 80% of the node's\n"
+"                         memory (or its cgroup/SLURM limit) / ranks on the node]\n"
 "  -q, --quiet            no per-iteration progress lines\n"
 "  -h, --help             this text\n"
 "  -V, --version          program version\n"
@@ -143,6 +169,29 @@ static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *v)
     if (errno || end == s || *end || x < lo || x > hi)
         return -1;
     *v = x;
+    return 0;
+}
+
+/* "512M", "2G", "1048576": bytes, powers of 1024. */
+static int parse_bytes(const char *s, int64_t *v, km_error *err)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    int shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    x = ldexp(x, shift);
+    if (errno || end == s || *end || !isfinite(x) || x < 1 || x > 0x1p62)
+        return km_fail(err, KM_ERR_USAGE, "--memory-limit '%s': expected bytes >= 1, with an "
+                       "optional K, M, G or T suffix (e.g. 512M)", s);
+    *v = (int64_t)x;
     return 0;
 }
 
@@ -286,6 +335,23 @@ static int apply_option(km_options *opt, int c, const char *arg, km_error *err)
     case OPT_RESUME:
         opt->resume = 1;
         return 0;
+    case OPT_MEMORY_LIMIT:
+        return parse_bytes(arg, &opt->memory_limit, err);
+    case OPT_TRANSPOSE:
+        opt->transpose = 1;
+        return 0;
+    case OPT_LOG1P:
+        opt->log1p = 1;
+        return 0;
+    case OPT_STANDARDIZE:
+        opt->standardize = 1;
+        return 0;
+    case OPT_TOP_VARIANCE:
+        if (parse_i64(arg, 1, 1 << 24, &v))
+            return km_fail(err, KM_ERR_USAGE, "--top-variance '%s': must be an integer from 1 "
+                           "to %d", arg, 1 << 24);
+        opt->top_variance = (int)v;
+        return 0;
     case OPT_ALGORITHM:
         if (!strcmp(arg, "lloyd"))
             opt->algorithm = KM_ALG_LLOYD;
@@ -357,6 +423,12 @@ void km_options_free(km_options *opt)
 {
     free(opt->init_rows);
     opt->init_rows = NULL;
+}
+
+void km_options_prep_string(const km_options *opt, char *buf, size_t len)
+{
+    snprintf(buf, len, "transpose=%d log1p=%d top_variance=%d standardize=%d", opt->transpose,
+             opt->log1p, opt->top_variance, opt->standardize);
 }
 
 void km_options_default_output(const km_options *opt, char *buf, size_t len)

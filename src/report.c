@@ -1,15 +1,31 @@
 /* report.c — rank 0's human output (progress, timing table, summary) and the
  * machine-readable JSON line that scaling scripts read instead of scraping. */
 #include <stdio.h>
+#include "options.h"
 #include "report.h"
 
-void km_report_header(FILE *out, const km_options *opt, const km_block *blk, int k,
+void km_report_header(FILE *out, const km_options *opt, const km_data *D, int k,
                       km_algorithm alg, int ranks, int threads)
 {
+    const km_block *blk = &D->blk;
     fprintf(out, "kmeans %s: %s:%s  n=%lld d=%d (%s)  k=%d  init=%s  algorithm=%s  "
             "ranks=%d threads=%d\n", KM_VERSION, opt->input, opt->dataset, (long long)blk->n,
             blk->d, blk->dtype_note, k, opt->init_spec,
             km_algorithm_name(alg), ranks, threads);
+    if (opt->transpose || opt->log1p || opt->top_variance || opt->standardize)
+        fprintf(out, "preprocessing: %s%s%s%s (of %lld features in the file)\n",
+                opt->transpose ? "transposed (d x n) " : "", opt->log1p ? "log2(x+1) " : "",
+                opt->top_variance ? "top-variance " : "", opt->standardize ? "z-score" : "",
+                (long long)D->d_raw);
+    if (D->streamed)
+        fprintf(out, "memory: streamed from the file in chunks of %lld rows, %.0f of %.0f MB "
+                "per rank planned (--memory-limit)\n", (long long)D->chunk_rows,
+                D->planned_bytes / 1048576.0, D->memory_limit / 1048576.0);
+    else
+        fprintf(out, "memory: in core, %.0f of %.0f MB per rank planned\n",
+                D->planned_bytes / 1048576.0, D->memory_limit / 1048576.0);
+    if (D->note[0])
+        fprintf(out, "note: %s\n", D->note);
     fprintf(out, "%6s %22s %12s %12s %8s %8s\n", "iter", "inertia", " rel.shift", "changed",
             "skipped", "seconds");
 }
@@ -74,10 +90,11 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-int km_report_json(const char *path, const km_options *opt, const km_block *blk, int k,
+int km_report_json(const char *path, const km_options *opt, const km_data *D, int k,
                    const km_result *res, const km_timers *t, int ranks, int threads,
                    const char *output)
 {
+    const km_block *blk = &D->blk;
     FILE *f = fopen(path, "a");
     if (!f)
         return -1;
@@ -98,6 +115,9 @@ int km_report_json(const char *path, const km_options *opt, const km_block *blk,
     fprintf(f, ",\"algorithm\":\"%s\"", km_algorithm_name(res->algorithm));
     fprintf(f, ",\"iterations_run\":%d,\"passes\":%d,\"allreduce_bytes\":%lld",
             res->iterations_run, res->passes, (long long)res->allreduce_bytes);
+    fprintf(f, ",\"streamed\":%s,\"memory_limit\":%lld,\"chunk_rows\":%lld",
+            D->streamed ? "true" : "false", (long long)D->memory_limit,
+            (long long)D->chunk_rows);
     fprintf(f, ",\"rss_mb\":{\"min\":%.1f,\"mean\":%.1f,\"max\":%.1f}", res->rss_mb[0],
             res->rss_mb[1], res->rss_mb[2]);
     for (int p = 0; p < KM_T_COUNT; p++)

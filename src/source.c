@@ -1,22 +1,61 @@
-/* source.c — the in-memory chunk source: chunks are views into the block. */
+/* source.c — the in-memory chunk source (chunks are views into the block) and
+ * the preprocessing both sources apply. */
+#include <math.h>
 #include "source.h"
+
+void km_prep_apply(const km_prep *p, void *x, int64_t rows, km_precision prec, int parallel)
+{
+    if (km_prep_is_identity(p))
+        return;
+    const int din = p->d_in, dout = p->d_out;
+    const double ln2 = log(2.0);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t i = 0; i < rows; i++) {
+        /* row i moves from i * din to i * dout <= i * din: each value is read
+         * before any later row's write can reach it */
+        for (int j = 0; j < dout; j++) {
+            const int64_t src = i * din + (p->keep ? p->keep[j] : j), dst = i * dout + j;
+            double v = prec == KM_F32 ? (double)((float *)x)[src] : ((double *)x)[src];
+            if (p->log1p)
+                v = log1p(v) / ln2;
+            if (p->mean)
+                v = p->scale[j] == 0 ? 0.0 : (v - p->mean[j]) * p->scale[j];
+            if (prec == KM_F32)
+                ((float *)x)[dst] = (float)v;
+            else
+                ((double *)x)[dst] = v;
+        }
+    }
+}
 
 static int memory_get(km_source *s, int64_t first, int64_t n, const void **x, km_error *err)
 {
     (void)n;
     (void)err;
-    const size_t esize = s->blk->prec == KM_F32 ? 4 : 8;
-    *x = (const char *)s->blk->data + (size_t)first * (size_t)s->blk->d * esize;
+    const size_t esize = s->prec == KM_F32 ? 4 : 8;
+    *x = (const char *)s->blk->data + (size_t)first * (size_t)s->d * esize;
     return 0;
 }
 
-void km_source_memory(km_source *s, const km_block *blk, int64_t block_rows,
-                      size_t chunk_bytes)
+static int memory_row(km_source *s, int64_t i, double *out, km_error *err)
+{
+    (void)err;
+    for (int j = 0; j < s->d; j++)
+        out[j] = s->prec == KM_F32 ? (double)((const float *)s->blk->data)[i * s->d + j]
+                                   : ((const double *)s->blk->data)[i * s->d + j];
+    return 0;
+}
+
+static void memory_nothing(km_source *s)
+{
+    (void)s;
+}
+
+void km_source_memory(km_source *s, const km_block *blk, size_t chunk_bytes)
 {
     const size_t rowbytes = (size_t)blk->d * (blk->prec == KM_F32 ? 4 : 8);
-    int64_t blocks = (int64_t)(chunk_bytes / rowbytes) / block_rows;
-    s->rows = blk->rows;
-    s->chunk_rows = (blocks > 0 ? blocks : 1) * block_rows;
-    s->get = memory_get;
-    s->blk = blk;
+    int64_t rows = (int64_t)(chunk_bytes / rowbytes);
+    *s = (km_source){.rows = blk->rows, .chunk_rows = rows > 0 ? rows : 1, .d = blk->d,
+                     .prec = blk->prec, .get = memory_get, .row = memory_row,
+                     .sync = memory_nothing, .close = memory_nothing, .blk = blk};
 }

@@ -419,8 +419,9 @@ static void test_helpers(void **state)
 
     /* potentials: exact integer sums of floor(min(D, dist) * q) */
     double q = 1e6;
-    unsigned __int128 pot[2];
-    km_pp_potentials(x, n, d, KM_F64, D, c, 2, q, pot);
+    unsigned __int128 pot[2] = {0, 0};   /* accumulated over two chunks of rows */
+    km_pp_potentials(x, n / 3, d, KM_F64, D, c, 2, q, pot);
+    km_pp_potentials(x + (n / 3) * d, n - n / 3, d, KM_F64, D + n / 3, c, 2, q, pot);
     for (int t = 0; t < 2; t++) {
         unsigned __int128 s = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -434,11 +435,13 @@ static void test_helpers(void **state)
     int32_t *lab = malloc(sizeof(int32_t) * n);
     for (int64_t i = 0; i < n; i++)
         lab[i] = (int32_t)(i % k);
-    memcpy(x + 50 * d, x + 10 * d, sizeof(double) * d);   /* rows 10 and 60... */
+    memcpy(x + 50 * d, x + 10 * d, sizeof(double) * d);   /* rows 10 and 50... */
     lab[50] = lab[10];                                     /* ...an exact tie pair */
-    double fd[6];
-    int64_t fr[6];
-    km_farthest(x, n, d, KM_F64, c, lab, 6, fd, fr);
+    double fd[6] = {-1, -1, -1, -1, -1, -1};
+    int64_t fr[6] = {-1, -1, -1, -1, -1, -1};
+    const int64_t h = 30;   /* two chunks, the tie pair on either side */
+    km_farthest(x + h * d, n - h, d, KM_F64, c, lab + h, h, 6, fd, fr);
+    km_farthest(x, h, d, KM_F64, c, lab, 0, 6, fd, fr);
     double prev = INFINITY;
     for (int m = 0; m < 6; m++) {
         double e = km_dist_exact(x, fr[m], d, KM_F64, c + lab[fr[m]] * d);
@@ -453,9 +456,9 @@ static void test_helpers(void **state)
         }
         assert_int_equal(beaten, m);
     }
-    int64_t fr_few[3];
-    double fd_few[3];
-    km_farthest(x, 1, d, KM_F64, c, lab, 3, fd_few, fr_few);
+    int64_t fr_few[3] = {-1, -1, -1};
+    double fd_few[3] = {-1, -1, -1};
+    km_farthest(x, 1, d, KM_F64, c, lab, 0, 3, fd_few, fr_few);
     assert_int_equal(fr_few[0], 0);
     assert_int_equal(fr_few[1], -1);
 

@@ -1,0 +1,375 @@
+/* data.c — the rows a rank clusters, from file to the first iteration.
+ *
+ * Memory plan: a rank's rows stay in memory when they fit --memory-limit next
+ * to the labels, the strategy's bounds and the accumulators; otherwise every
+ * pass streams them (stream.c) in chunks as large as the limit allows, cut at
+ * the file's HDF5 chunk boundaries.
+ *
+ * Statistics are exact sums (fixed.h) over all ranks, so the features kept,
+ * their means and scales, the column maxima and the tol scale are the same bits
+ * for any layout, in core or streamed. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "data.h"
+#include "fixed.h"
+#include "h5io.h"
+#include "hamerly.h"
+#include "kernels.h"
+#include "yinyang.h"
+
+#define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks: views, size barely matters */
+#define KM_CACHE_MAX (64L << 20)        /* HDF5 chunk cache of a stream, at most */
+
+int km_data_open(const km_comm *c, const km_options *opt, km_data *D, km_error *err)
+{
+    memset(D, 0, sizeof *D);
+    if (km_read_block(c, opt->input, opt->dataset, opt->transpose, 0, &D->blk, D->hchunk, err))
+        return err->code;
+    D->d_raw = D->blk.d;
+    if (opt->top_variance > D->d_raw)
+        return km_fail(err, KM_ERR_USAGE, "--top-variance %d: '%s' in '%s' has only %lld "
+                       "features", opt->top_variance, opt->dataset, opt->input,
+                       (long long)D->d_raw);
+    if (opt->top_variance)
+        D->blk.d = opt->top_variance;
+    return 0;
+}
+
+/* The node's memory: physical, or less under a cgroup (SLURM) limit. */
+static double node_bytes(void)
+{
+    double b = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    const char *files[] = {"/sys/fs/cgroup/memory.max",
+                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "r");
+        double v;
+        if (f && fscanf(f, "%lf", &v) == 1 && v > 0 && v < b)
+            b = v;
+        if (f)
+            fclose(f);
+    }
+    return b;
+}
+
+/* Bytes a rank needs besides its rows: labels, k-means++ distances, the
+ * strategy's bounds, accumulators and centroid copies. */
+static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg)
+{
+    const int64_t rows = D->blk.rows, d = D->blk.d;
+    const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
+    double b = 12.0 * (double)rows + (threads + 8.0) * (double)k * d * 16 + 64.0 * D->d_raw;
+    if (alg == KM_ALG_HAMERLY)
+        b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
+    else if (alg == KM_ALG_YINYANG)
+        b += (double)km_yinyang_bytes(k, (int)d, rows, threads);
+    return b;
+}
+
+int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int threads,
+                 km_algorithm *alg, km_error *err)
+{
+    const int node_ranks = km_comm_node_ranks(c);
+    D->memory_limit = opt->memory_limit ? opt->memory_limit
+                                        : (int64_t)(0.8 * node_bytes() / node_ranks);
+    const double limit = (double)D->memory_limit;
+    const size_t esize = D->blk.prec == KM_F32 ? 4 : 8;
+    const double incore = (double)D->blk.rows * D->d_raw * esize;
+    const int64_t hc = D->hchunk[0];
+    const double cache = hc ? fmin((double)hc * D->d_raw * esize, KM_CACHE_MAX) : 0;
+    const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */
+    const km_algorithm asked = *alg;
+    double fixed = 0;
+    for (;;) {
+        fixed = fixed_bytes(D, k, threads, *alg);
+        double stream_min = (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
+                                                    opt->transpose) + cache;
+        if (fixed + fmin(incore, stream_min) <= limit || *alg == KM_ALG_LLOYD)
+            break;
+        *alg = *alg == KM_ALG_YINYANG ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
+    }
+    if (*alg != asked)
+        snprintf(D->note, sizeof D->note, "%s's bounds do not fit --memory-limit; using %s",
+                 km_algorithm_name(asked), km_algorithm_name(*alg));
+    /* every rank takes the same decision: the one the largest block needs */
+    double need[2] = {fixed + incore > limit ? 1.0 : 0.0, 0};
+    km_comm_max(c, need, 1);
+    D->streamed = need[0] > 0;
+    D->planned_bytes = (int64_t)(fixed + incore);
+    if (!D->streamed)
+        return 0;
+    const double per_row = (double)km_stream_bytes(1, D->d_raw, D->blk.prec, opt->transpose)
+                           - (double)km_stream_bytes(0, D->d_raw, D->blk.prec, opt->transpose);
+    double avail = limit - fixed - cache - (double)km_stream_bytes(0, D->d_raw, D->blk.prec,
+                                                                  opt->transpose);
+    int64_t rows = avail > 0 ? (int64_t)(avail / per_row) : 0;
+    if (hc && rows >= hc)
+        rows -= rows % hc;
+    int64_t maxrows = km_comm_max_i64(c, D->blk.rows);
+    if (rows > maxrows)
+        rows = maxrows;
+    D->chunk_rows = -km_comm_max_i64(c, -rows);   /* the smallest over ranks */
+    D->planned_bytes = (int64_t)(fixed + cache) +
+        (int64_t)km_stream_bytes(D->chunk_rows, D->d_raw, D->blk.prec, opt->transpose);
+    if (D->chunk_rows < 1 || (hc && D->chunk_rows < hc && D->chunk_rows < maxrows))
+        return km_fail(err, KM_ERR_USAGE, "--memory-limit %.0f MB is too small for '%s': a "
+                       "rank needs %.0f MB for labels, bounds and accumulators plus two "
+                       "chunks of %lld rows of %lld features (%.0f MB)", limit / 1048576,
+                       opt->dataset, fixed / 1048576, (long long)min_rows,
+                       (long long)D->d_raw,
+                       km_stream_bytes(min_rows, D->d_raw, D->blk.prec, opt->transpose)
+                       / 1048576.0);
+    return 0;
+}
+
+/* Exact column totals of the source's rows over all ranks (fixed.h):
+ * out[j] = sum_i v_ij, v = x or (x - center)^2; scratch: d i128 + d * limbs. */
+static int column_total(const km_comm *c, km_source *src, const double *center,
+                        const double *scale, double *out, km_error *err)
+{
+    const int d = src->d;
+    int limbs, bits;
+    km_fx_limbs(c->size, &limbs, &bits);
+    km_i128 *tmp = calloc((size_t)d, sizeof(km_i128));
+    double *pack = malloc(sizeof(double) * (size_t)d * limbs);
+    if (!tmp || !pack)
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column sums of d=%d",
+                c->rank, d);
+    for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
+        const void *x;
+        if (!src->get(src, f, n, &x, err) &&
+            km_column_fixed(x, n, d, src->prec, center, scale, tmp))
+            km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column sums of d=%d",
+                    c->rank, d);
+    }
+    if (!km_comm_agree(c, err)) {
+        km_fx_pack(tmp, (size_t)d, limbs, bits, pack);
+        km_comm_sum(c, pack, (size_t)d * limbs);
+        km_fx_unpack(pack, (size_t)d, limbs, bits, tmp);
+        for (int j = 0; j < d; j++)
+            out[j] = km_fx_value(tmp[j], scale[j]);
+    }
+    free(tmp);
+    free(pack);
+    return err->code;
+}
+
+/* Exact per-column mean and population variance over all n rows. */
+static int moments(const km_comm *c, km_source *src, int64_t n, const double *maxabs,
+                   double *mean, double *var, km_error *err)
+{
+    const int d = src->d;
+    double *scale = malloc(sizeof(double) * (size_t)d);
+    if (!scale)
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column moments", c->rank);
+    if (km_comm_agree(c, err)) {
+        free(scale);
+        return err->code;
+    }
+    for (int j = 0; j < d; j++)
+        scale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
+    int rc = column_total(c, src, NULL, scale, mean, err);
+    if (!rc) {
+        for (int j = 0; j < d; j++) {
+            mean[j] /= (double)n;
+            double m = maxabs[j] + fabs(mean[j]);
+            scale[j] = km_fx_scale(m * m * (1 + 0x1p-40), KM_FX_TOP);
+        }
+        rc = column_total(c, src, mean, scale, var, err);
+    }
+    for (int j = 0; !rc && j < d; j++)
+        var[j] /= (double)n;
+    free(scale);
+    return rc;
+}
+
+/* One pass: refuse NaN/Inf (naming the first bad row and column over all
+ * ranks) and take the column maxima over all ranks. */
+static int scan(const km_comm *c, const km_options *opt, km_data *D, double *maxabs,
+                km_error *err)
+{
+    km_source *src = &D->src;
+    int64_t bad = -1;
+    int col = 0;
+    for (int j = 0; j < src->d; j++)
+        maxabs[j] = 0;
+    for (int64_t f = 0, n; (n = km_source_span(src, f)) > 0; f += n) {
+        const void *x;
+        if (src->get(src, f, n, &x, err))
+            break;
+        int64_t b = km_find_nonfinite(x, n, src->d, src->prec, &col);
+        if (b >= 0) {
+            bad = f + b;
+            break;
+        }
+        km_column_maxabs(x, n, src->d, src->prec, maxabs);
+    }
+    if (km_comm_agree(c, err))
+        return err->code;
+    int64_t global = bad >= 0 ? D->blk.first + bad : INT64_MAX;
+    int64_t first = -km_comm_max_i64(c, -global);
+    if (bad >= 0 && global == first)
+        km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s': %s %lld, %s %d is NaN or Inf%s "
+                "(counted from 0); clean or impute the data first", opt->dataset, opt->input,
+                opt->transpose ? "column (point)" : "row", (long long)global,
+                opt->transpose ? "row (feature)" : "column", col,
+                opt->log1p ? " after --log1p (a value <= -1?)" : "");
+    if (km_comm_agree(c, err))
+        return err->code;
+    km_comm_max(c, maxabs, (size_t)src->d);
+    return 0;
+}
+
+/* Indices of the g largest variances (ties: lower index), ascending. */
+static int cmp_by_variance(const void *a, const void *b, void *arg)
+{
+    const double *var = arg;
+    const int i = *(const int *)a, j = *(const int *)b;
+    if (var[i] != var[j])
+        return var[i] > var[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+static void open_memory_source(km_data *D)
+{
+    km_source_memory(&D->src, &D->blk, KM_MEM_CHUNK_BYTES);
+}
+
+/* Statistics of the log1p'd raw features, then the kept features and their
+ * scales; the source hands out the final rows afterwards. */
+static int select_and_scale(const km_comm *c, const km_options *opt, km_data *D,
+                            const double *rawmax, km_error *err)
+{
+    const int dr = (int)D->d_raw, d = D->blk.d;
+    double *mean = malloc(sizeof(double) * dr), *var = malloc(sizeof(double) * dr);
+    int *order = malloc(sizeof(int) * dr);
+    D->keep = opt->top_variance ? malloc(sizeof(int) * d) : NULL;
+    D->mean = opt->standardize ? malloc(sizeof(double) * d) : NULL;
+    D->scale = opt->standardize ? malloc(sizeof(double) * d) : NULL;
+    if (!mean || !var || !order || (opt->top_variance && !D->keep) ||
+        (opt->standardize && (!D->mean || !D->scale)))
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for feature statistics", c->rank);
+    if (!km_comm_agree(c, err) && !moments(c, &D->src, D->blk.n, rawmax, mean, var, err)) {
+        for (int j = 0; j < dr; j++)
+            order[j] = j;
+        if (D->keep) {
+            qsort_r(order, (size_t)dr, sizeof(int), cmp_by_variance, var);
+            qsort(order, (size_t)d, sizeof(int), cmp_int);
+            memcpy(D->keep, order, sizeof(int) * d);
+        }
+        for (int j = 0; D->mean && j < d; j++) {
+            D->mean[j] = mean[order[j]];
+            D->scale[j] = var[order[j]] > 0 ? 1.0 / sqrt(var[order[j]]) : 0.0;
+        }
+        km_prep full = {.log1p = D->streamed && opt->log1p, .d_in = dr, .d_out = d,
+                        .keep = D->keep, .mean = D->mean, .scale = D->scale};
+        if (D->streamed) {
+            D->src.sync(&D->src);
+            D->prep = full;
+            D->src.d = d;
+        } else {
+            km_prep_apply(&full, D->blk.data, D->blk.rows, D->blk.prec, 1);
+            open_memory_source(D);
+        }
+        if (!opt->standardize) {   /* the kept columns' statistics are already known */
+            double s = 0;
+            for (int j = 0; j < d; j++) {
+                D->maxabs[j] = rawmax[order[j]];
+                s += var[order[j]];
+            }
+            D->mean_variance = s / d;
+        }
+    }
+    free(mean);
+    free(var);
+    free(order);
+    return err->code;
+}
+
+/* Column maxima and the tol scale of the final rows. */
+static int final_stats(const km_comm *c, km_data *D, km_error *err)
+{
+    const int d = D->blk.d;
+    double *mean = malloc(sizeof(double) * d), *var = malloc(sizeof(double) * d);
+    if (!mean || !var)
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for feature statistics", c->rank);
+    if (!km_comm_agree(c, err) && !moments(c, &D->src, D->blk.n, D->maxabs, mean, var, err)) {
+        double s = 0;
+        for (int j = 0; j < d; j++)
+            s += var[j];
+        D->mean_variance = s / d;
+    }
+    free(mean);
+    free(var);
+    return err->code;
+}
+
+int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *err)
+{
+    const int d = D->blk.d, dr = (int)D->d_raw;
+    const int select = opt->top_variance || opt->standardize;
+    D->prep = (km_prep){.log1p = opt->log1p, .d_in = dr, .d_out = dr};
+    D->maxabs = malloc(sizeof(double) * (size_t)(dr > d ? dr : d));
+    double *rawmax = malloc(sizeof(double) * (size_t)dr);
+    if (!D->maxabs || !rawmax)
+        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column maxima", c->rank);
+    if (km_comm_agree(c, err)) {
+        free(rawmax);
+        return err->code;
+    }
+    if (D->streamed) {
+        int64_t hc = D->hchunk[0];
+        size_t esize = D->blk.prec == KM_F32 ? 4 : 8;
+        km_stream_spec spec = {
+            .path = opt->input, .dset = opt->dataset, .transposed = opt->transpose,
+            .first = D->blk.first, .rows = D->blk.rows, .d_raw = dr, .prec = D->blk.prec,
+            .chunk_rows = D->chunk_rows, .phase = hc ? D->blk.first % D->chunk_rows : 0,
+            .cache_bytes = hc ? (size_t)fmin((double)hc * dr * esize, KM_CACHE_MAX) : 0,
+            .prep = &D->prep};
+        km_source_stream(&D->src, &spec, err);
+        D->src.d = dr;
+    } else {
+        km_block meta = D->blk;
+        int64_t chunk[2];
+        if (!km_read_block(c, opt->input, opt->dataset, opt->transpose, 1, &D->blk, chunk,
+                           err)) {
+            km_prep_apply(&D->prep, D->blk.data, D->blk.rows, D->blk.prec, 1);
+            open_memory_source(D);
+        }
+        D->blk.d = meta.d;   /* km_read_block set the file's width */
+        D->src.d = dr;
+    }
+    int rc = km_comm_agree(c, err);
+    if (!rc)
+        rc = scan(c, opt, D, select ? rawmax : D->maxabs, err);
+    if (!rc && select)
+        rc = select_and_scale(c, opt, D, rawmax, err);
+    if (!rc && opt->standardize)
+        rc = scan(c, opt, D, D->maxabs, err);
+    if (!rc && (!select || opt->standardize))
+        rc = final_stats(c, D, err);
+    free(rawmax);
+    return rc;
+}
+
+void km_data_free(km_data *D)
+{
+    if (D->src.close)
+        D->src.close(&D->src);
+    km_block_free(&D->blk);
+    free(D->keep);
+    free(D->mean);
+    free(D->scale);
+    free(D->maxabs);
+    D->keep = NULL;
+    D->mean = D->scale = D->maxabs = NULL;
+}

@@ -1,0 +1,245 @@
+/* stream.c — the streamed chunk source: rows read from HDF5 chunk by chunk
+ * into two buffers. While a pass computes on one, an I/O thread reads the next
+ * chunk into the other (after the last chunk, the first one again: the next
+ * pass starts there). Only one thread calls HDF5 at any time: the I/O thread
+ * while a read is under way, the caller otherwise (sync waits for the I/O
+ * thread first). The file is opened with the POSIX driver, so no MPI call
+ * happens outside the main thread. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hdf5.h>
+#include "h5io.h"
+#include "source.h"
+
+typedef struct {
+    int64_t first, n;      /* local rows held, n = 0: none */
+    unsigned gen;          /* preprocessing generation they were made with */
+} held;
+
+typedef struct {
+    km_stream_spec spec;
+    char path[4096], dset[1024];
+    hid_t file, ds, memtype;
+    size_t esize;
+    void *buf[2];          /* chunk_rows x d_raw each */
+    void *tbuf;            /* transposed reads: d_raw x chunk_rows */
+    double *rowbuf;        /* one raw row (d_raw) for row() */
+    held have[2];
+    unsigned gen;
+    pthread_t thread;
+    int thread_on;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending, quit;     /* a read request is waiting or under way */
+    int64_t req_first, req_n;
+    int req_buf;
+    int req_rc;            /* the last read-ahead's result */
+    km_error req_err;
+} stream;
+
+/* Read local rows [first, first + n) and preprocess them into out. */
+static int read_rows(stream *st, int64_t first, int64_t n, void *out, void *tbuf,
+                     km_error *err)
+{
+    const km_stream_spec *sp = &st->spec;
+    const int64_t g = sp->first + first, d = sp->d_raw;
+    hsize_t start[2] = {(hsize_t)g, 0}, count[2] = {(hsize_t)n, (hsize_t)d};
+    if (sp->transposed) {
+        start[0] = 0;
+        start[1] = (hsize_t)g;
+        count[0] = (hsize_t)d;
+        count[1] = (hsize_t)n;
+    }
+    hid_t fspace = H5Dget_space(st->ds), mspace = H5Screate_simple(2, count, NULL);
+    herr_t rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (rc >= 0)
+        rc = H5Dread(st->ds, st->memtype, mspace, fspace, H5P_DEFAULT,
+                     sp->transposed ? tbuf : out);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    if (rc < 0)
+        return km_fail(err, KM_ERR_INPUT, "reading %s %lld-%lld of '%s' in '%s' failed",
+                       sp->transposed ? "columns" : "rows", (long long)g,
+                       (long long)(g + n - 1), st->dset, st->path);
+    if (sp->transposed)
+        km_transpose(tbuf, d, n, st->esize, out);
+    km_prep_apply(sp->prep, out, n, sp->prec, 0);
+    return 0;
+}
+
+static void *io_main(void *arg)
+{
+    stream *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (!st->pending && !st->quit)
+            pthread_cond_wait(&st->cv, &st->mu);
+        if (st->quit)
+            break;
+        const int b = st->req_buf;
+        const int64_t first = st->req_first, n = st->req_n;
+        const unsigned gen = st->gen;
+        pthread_mutex_unlock(&st->mu);
+        km_error e = {0};
+        int rc = read_rows(st, first, n, st->buf[b], st->tbuf, &e);
+        pthread_mutex_lock(&st->mu);
+        st->have[b] = rc ? (held){0, 0, 0} : (held){first, n, gen};
+        st->req_rc = rc;
+        if (rc)
+            st->req_err = e;
+        st->pending = 0;
+        pthread_cond_broadcast(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+/* With the lock held: wait until no read is under way. */
+static void wait_idle(stream *st)
+{
+    while (st->pending)
+        pthread_cond_wait(&st->cv, &st->mu);
+}
+
+static int stream_get(km_source *s, int64_t first, int64_t n, const void **x, km_error *err)
+{
+    stream *st = s->impl;
+    pthread_mutex_lock(&st->mu);
+    wait_idle(st);
+    int b = -1;
+    for (int i = 0; i < 2; i++)
+        if (st->have[i].n == n && st->have[i].first == first && st->have[i].gen == st->gen)
+            b = i;
+    if (b < 0) {   /* not read ahead (first chunk, or a failed read-ahead): read it now */
+        b = st->have[0].n && st->have[0].gen == st->gen && st->have[1].n == 0 ? 1 : 0;
+        st->have[b].n = 0;
+        if (read_rows(st, first, n, st->buf[b], st->tbuf, err)) {
+            pthread_mutex_unlock(&st->mu);
+            return err->code;
+        }
+        st->have[b] = (held){first, n, st->gen};
+    }
+    int64_t next = first + n < s->rows ? first + n : 0;
+    int64_t nn = km_source_span(s, next);
+    if (st->thread_on && nn > 0 && next != first) {
+        st->have[1 - b].n = 0;
+        st->req_first = next;
+        st->req_n = nn;
+        st->req_buf = 1 - b;
+        st->pending = 1;
+        pthread_cond_broadcast(&st->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    *x = st->buf[b];
+    return 0;
+}
+
+static void stream_sync(km_source *s)
+{
+    stream *st = s->impl;
+    pthread_mutex_lock(&st->mu);
+    wait_idle(st);
+    st->gen++;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static int stream_row(km_source *s, int64_t i, double *out, km_error *err)
+{
+    stream *st = s->impl;
+    pthread_mutex_lock(&st->mu);
+    wait_idle(st);
+    const void *x = NULL;
+    for (int b = 0; b < 2 && !x; b++)   /* already in a buffer: no read */
+        if (st->have[b].n && st->have[b].gen == st->gen && i >= st->have[b].first &&
+            i < st->have[b].first + st->have[b].n)
+            x = (const char *)st->buf[b] + (size_t)(i - st->have[b].first) * s->d * st->esize;
+    int rc = 0;
+    if (!x) {
+        void *t = (char *)st->rowbuf + st->esize * (size_t)st->spec.d_raw;
+        rc = read_rows(st, i, 1, st->rowbuf, t, err);
+        x = st->rowbuf;
+    }
+    for (int j = 0; !rc && j < s->d; j++)
+        out[j] = s->prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+static void stream_close(km_source *s)
+{
+    stream *st = s->impl;
+    if (!st)
+        return;
+    if (st->thread_on) {
+        pthread_mutex_lock(&st->mu);
+        wait_idle(st);
+        st->quit = 1;
+        pthread_cond_broadcast(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->thread, NULL);
+    }
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    if (st->ds >= 0)
+        H5Dclose(st->ds);
+    if (st->file >= 0)
+        H5Fclose(st->file);
+    free(st->buf[0]);
+    free(st->buf[1]);
+    free(st->tbuf);
+    free(st->rowbuf);
+    free(st);
+    s->impl = NULL;
+}
+
+size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int transposed)
+{
+    const size_t chunk = (size_t)chunk_rows * (size_t)d_raw * (prec == KM_F32 ? 4 : 8);
+    return (transposed ? 3 : 2) * chunk + 3 * (size_t)d_raw * 8;
+}
+
+int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err)
+{
+    stream *st = calloc(1, sizeof *st);
+    *s = (km_source){.rows = spec->rows, .chunk_rows = spec->chunk_rows, .phase = spec->phase,
+                     .d = spec->prep->d_out, .prec = spec->prec, .get = stream_get,
+                     .row = stream_row, .sync = stream_sync, .close = stream_close, .impl = st};
+    if (!st)
+        return km_fail(err, KM_ERR_MEMORY, "out of memory for the stream of '%s'", spec->path);
+    st->spec = *spec;
+    snprintf(st->path, sizeof st->path, "%s", spec->path);
+    snprintf(st->dset, sizeof st->dset, "%s", spec->dset);
+    st->spec.path = st->path;
+    st->spec.dset = st->dset;
+    st->file = st->ds = -1;
+    st->esize = spec->prec == KM_F32 ? 4 : 8;
+    st->memtype = spec->prec == KM_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    const size_t chunk = (size_t)spec->chunk_rows * (size_t)spec->d_raw * st->esize;
+    st->buf[0] = aligned_alloc(64, (chunk + 63) / 64 * 64);
+    st->buf[1] = aligned_alloc(64, (chunk + 63) / 64 * 64);
+    st->tbuf = spec->transposed ? malloc(chunk) : NULL;
+    st->rowbuf = malloc(2 * st->esize * (size_t)spec->d_raw);
+    if (!st->buf[0] || !st->buf[1] || (spec->transposed && !st->tbuf) || !st->rowbuf)
+        return km_fail(err, KM_ERR_MEMORY, "out of memory for two chunks of %lld rows of '%s' "
+                       "(%.1f MB each)", (long long)spec->chunk_rows, spec->dset, chunk / 1e6);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_sec2(fapl);
+    st->file = H5Fopen(spec->path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (st->file >= 0) {
+        hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+        H5Pset_chunk_cache(dapl, 12421, spec->cache_bytes, 1.0);
+        st->ds = H5Dopen2(st->file, spec->dset, dapl);
+        H5Pclose(dapl);
+    }
+    if (st->ds < 0)
+        return km_fail(err, KM_ERR_INPUT, "cannot open '%s' in '%s' for streaming", spec->dset,
+                       spec->path);
+    if (pthread_create(&st->thread, NULL, io_main, st) == 0)
+        st->thread_on = 1;   /* without it every chunk is read when asked for */
+    return 0;
+}
