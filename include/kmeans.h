@@ -142,6 +142,8 @@ typedef struct {
 } km_result;
 
 double km_now(void);          /* monotonic wall clock, seconds */
+/* "1.5 GiB", "300.0 KiB": bytes for people, written into buf. */
+const char *km_bytes_str(double bytes, char *buf, size_t len);
 int km_history_push(km_history *h, double inertia, double shift, int64_t changed,
                     int32_t empty, double seconds, double skipped, km_error *err);
 void km_history_free(km_history *h);

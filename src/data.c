@@ -116,13 +116,17 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     D->planned_bytes = (int64_t)(fixed + cache) +
         (int64_t)km_stream_bytes(D->chunk_rows, D->d_raw, D->blk.prec, opt->transpose);
     if (D->chunk_rows < 1 || (hc && D->chunk_rows < hc && D->chunk_rows < maxrows))
-        return km_fail(err, KM_ERR_USAGE, "--memory-limit %.0f MB is too small for '%s': a "
-                       "rank needs %.0f MB for labels, bounds and accumulators plus two "
-                       "chunks of %lld rows of %lld features (%.0f MB)", limit / 1048576,
-                       opt->dataset, fixed / 1048576, (long long)min_rows,
-                       (long long)D->d_raw,
-                       km_stream_bytes(min_rows, D->d_raw, D->blk.prec, opt->transpose)
-                       / 1048576.0);
+    {
+        char a[32], b[32], e[32];
+        return km_fail(err, KM_ERR_USAGE, "--memory-limit %s is too small for '%s' in '%s': "
+                       "a rank needs %s for labels, bounds and accumulators plus %s for the "
+                       "smallest chunks (%lld rows of %lld features)",
+                       km_bytes_str(limit, a, sizeof a), opt->dataset, opt->input,
+                       km_bytes_str(fixed, b, sizeof b),
+                       km_bytes_str((double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
+                                                            opt->transpose) + cache, e, sizeof e),
+                       (long long)min_rows, (long long)D->d_raw);
+    }
     return 0;
 }
 

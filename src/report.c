@@ -17,13 +17,14 @@ void km_report_header(FILE *out, const km_options *opt, const km_data *D, int k,
                 opt->transpose ? "transposed (d x n) " : "", opt->log1p ? "log2(x+1) " : "",
                 opt->top_variance ? "top-variance " : "", opt->standardize ? "z-score" : "",
                 (long long)D->d_raw);
+    char a[32], b[32];
+    km_bytes_str((double)D->planned_bytes, a, sizeof a);
+    km_bytes_str((double)D->memory_limit, b, sizeof b);
     if (D->streamed)
-        fprintf(out, "memory: streamed from the file in chunks of %lld rows, %.0f of %.0f MB "
-                "per rank planned (--memory-limit)\n", (long long)D->chunk_rows,
-                D->planned_bytes / 1048576.0, D->memory_limit / 1048576.0);
+        fprintf(out, "memory: streamed from the file in chunks of %lld rows; %s of the %s "
+                "--memory-limit per rank planned\n", (long long)D->chunk_rows, a, b);
     else
-        fprintf(out, "memory: in core, %.0f of %.0f MB per rank planned\n",
-                D->planned_bytes / 1048576.0, D->memory_limit / 1048576.0);
+        fprintf(out, "memory: in core; %s of the %s --memory-limit per rank planned\n", a, b);
     if (D->note[0])
         fprintf(out, "note: %s\n", D->note);
     fprintf(out, "%6s %22s %12s %12s %8s %8s\n", "iter", "inertia", " rel.shift", "changed",

@@ -102,3 +102,15 @@ void km_history_free(km_history *h)
     free(h->skipped);
     *h = (km_history){0};
 }
+
+const char *km_bytes_str(double bytes, char *buf, size_t len)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) {
+        bytes /= 1024;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
+    return buf;
+}
