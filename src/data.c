@@ -22,7 +22,10 @@
 #include "yinyang.h"
 
 #define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks: views, size barely matters */
-#define KM_CACHE_MAX (64L << 20)        /* HDF5 chunk cache of a stream, at most */
+/* A stream's HDF5 chunk cache: one chunk. Streamed chunks end on the file's
+ * chunk boundaries, so every HDF5 chunk is read whole, once a pass; only the two
+ * a rank shares with its neighbours are read in part. */
+#define KM_CACHE_MAX (64L << 20)
 
 int km_data_open(const km_comm *c, const km_options *opt, km_data *D, km_error *err)
 {
@@ -80,7 +83,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     const size_t esize = D->blk.prec == KM_F32 ? 4 : 8;
     const double incore = (double)D->blk.rows * D->d_raw * esize;
     const int64_t hc = D->hchunk[0];
-    const double cache = hc ? fmin((double)hc * D->d_raw * esize, KM_CACHE_MAX) : 0;
+    const double cache = hc ? fmin((double)hc * D->hchunk[1] * esize, KM_CACHE_MAX) : 0;
     const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */
     const km_algorithm asked = *alg;
     double fixed = 0;
@@ -337,7 +340,8 @@ int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *
             .path = opt->input, .dset = opt->dataset, .transposed = opt->transpose,
             .first = D->blk.first, .rows = D->blk.rows, .d_raw = dr, .prec = D->blk.prec,
             .chunk_rows = D->chunk_rows, .phase = hc ? D->blk.first % D->chunk_rows : 0,
-            .cache_bytes = hc ? (size_t)fmin((double)hc * dr * esize, KM_CACHE_MAX) : 0,
+            .cache_bytes = hc ? (size_t)fmin((double)hc * D->hchunk[1] * esize, KM_CACHE_MAX)
+                              : 0,
             .prep = &D->prep};
         km_source_stream(&D->src, &spec, err);
         D->src.d = dr;

@@ -8,4 +8,4 @@ export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp   # no network probing in CI
 export OMP_WAIT_POLICY=passive                      # oversubscribed ranks x threads
 PYTHON=${PYTHON:-/usr/bin/python3}
 cd tests/integration
-exec "$PYTHON" -m unittest -v test_kmeans test_checkpoint test_pruned test_scaling test_tsv2h5
+exec "$PYTHON" -m unittest -v test_kmeans test_checkpoint test_pruned test_scaling test_tsv2h5 test_outofcore

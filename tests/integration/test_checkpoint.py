@@ -297,6 +297,10 @@ class CheckpointRefusals(unittest.TestCase):
         self.refused(["-i", self.data, "-k", "11", "--seed", "1", "--tol", "0"], 2,
                      ["-k 10", "-k 11"])
 
+    def test_other_preprocessing(self):
+        self.refused(["-i", self.data, "-k", "10", "--seed", "1", "--tol", "0", "--log1p"], 2,
+                     ["preprocessing", "log1p=0", "log1p=1"])
+
     def test_other_seed(self):
         self.refused(["-i", self.data, "-k", "10", "--seed", "9", "--tol", "0"], 2,
                      ["--seed 1", "--seed 9"])

@@ -1,0 +1,207 @@
+"""Issue 7: out-of-core streaming, transposed layouts, preprocessing.
+
+- A matrix 4x larger than --memory-limit, streamed, gives the same bits as the
+  in-memory run: 1 and 2 ranks, contiguous and chunked+gzip, points in rows and
+  in columns (--transpose), every strategy, with checkpoints.
+- --log1p / --top-variance / --standardize against numpy's own transform of the
+  same matrix followed by scikit-learn's Lloyd from the same first centroids.
+- Bad values of the new options, and data --log1p cannot take, are refused.
+"""
+import subprocess
+import unittest
+
+import h5py
+import numpy as np
+
+from common import TempDir, mpirun, read_result, ref_lloyd
+
+TMP = None
+N, D, K = 12000, 24, 8
+LIMIT = "280K"   # the float32 matrix is 1,152,000 bytes: over 4x the limit
+
+
+def setUpModule():
+    global TMP
+    TMP = TempDir()
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(K, D)) * 0.5    # overlapping: tens of iterations
+    x = (centres[rng.integers(0, K, N)] + rng.normal(size=(N, D))).astype(np.float32)
+    with h5py.File(TMP("m.h5"), "w") as f:
+        f["rows"] = x
+        f.create_dataset("rows_gz", data=x, chunks=(200, D), compression="gzip")
+        f["cols"] = x.T.copy()
+        f.create_dataset("cols_gz", data=x.T.copy(), chunks=(8, 200), compression="gzip")
+    # counts-like expression matrix for the preprocessing tests (float64)
+    lam = rng.gamma(0.7, 30.0, size=(5, 60))
+    y = rng.poisson(lam[rng.integers(0, 5, 2000)]).astype(np.float64)
+    y[:, 3] = 5.0    # a constant feature
+    with h5py.File(TMP("expr.h5"), "w") as f:
+        f["x"] = y
+        f.create_dataset("xt", data=y.T.copy(), chunks=(60, 64), compression="gzip")
+
+
+def tearDownModule():
+    TMP.cleanup()
+
+
+def kmeans(ranks, args, threads=1):
+    return mpirun(ranks, threads, args, timeout=180)
+
+
+def assert_same(test, a, b):
+    for obj in ("/centroids", "/labels", "/cluster_sizes", "/history/inertia",
+                "/history/changed", "/history/shift"):
+        p = subprocess.run(["h5diff", a, b, obj], capture_output=True, text=True)
+        test.assertEqual(p.returncode, 0, "%s %s differs from %s: %s" % (b, obj, a, p.stdout[:300]))
+
+
+class Streaming(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ref = TMP("ref.h5")
+        rc, out, err = kmeans(1, ["-i", TMP("m.h5"), "--dataset", "/rows", "-k", str(K),
+                                  "--seed", "3", "--tol", "0", "-o", cls.ref])
+        assert rc == 0, err
+        assert "memory: in core" in out, out
+        cls.iterations = read_result(cls.ref)["attrs"]["iterations"]
+
+    def test_reference_runs_long_enough(self):
+        self.assertGreaterEqual(self.iterations, 8)   # else streaming is barely exercised
+
+    def test_layouts_and_ranks(self):
+        for dset in ("rows", "rows_gz", "cols", "cols_gz"):
+            for ranks in (1, 2):
+                with self.subTest(dataset=dset, ranks=ranks):
+                    out = TMP("s-%s-%d.h5" % (dset, ranks))
+                    args = ["-i", TMP("m.h5"), "--dataset", "/" + dset, "-k", str(K),
+                            "--seed", "3", "--tol", "0", "-o", out, "--memory-limit", LIMIT]
+                    if dset.startswith("cols"):
+                        args.append("--transpose")
+                    rc, so, err = kmeans(ranks, args, threads=2 if ranks == 1 else 1)
+                    self.assertEqual(rc, 0, err)
+                    self.assertIn("memory: streamed", so)
+                    assert_same(self, self.ref, out)
+                    self.assertEqual(read_result(out)["attrs"]["streamed"], 1)
+
+    def test_pruned_strategies_and_checkpoints(self):
+        for alg in ("hamerly", "yinyang"):
+            with self.subTest(algorithm=alg):
+                out, ck = TMP("p-%s.h5" % alg), TMP("p-%s.ckpt" % alg)
+                rc, so, err = kmeans(2, ["-i", TMP("m.h5"), "--dataset", "/rows_gz", "-k", str(K),
+                                         "--seed", "3", "--tol", "0", "-o", out,
+                                         "--memory-limit", "400K", "--algorithm", alg,
+                                         "--checkpoint", ck, "--checkpoint-every", "3"])
+                self.assertEqual(rc, 0, err)
+                self.assertIn("memory: streamed", so)
+                self.assertIn("checkpoint: iteration 3", so)
+                assert_same(self, self.ref, out)
+
+    def test_init_from_rows_streamed(self):
+        # --init first/random fetch rows one by one from the stream
+        for init in ("first", "random"):
+            a, b = TMP("i-%s-a.h5" % init), TMP("i-%s-b.h5" % init)
+            base = ["-i", TMP("m.h5"), "--dataset", "/cols_gz", "--transpose", "-k", str(K),
+                    "--init", init, "--seed", "5", "--max-iter", "6"]
+            self.assertEqual(kmeans(1, base + ["-o", a])[0], 0)
+            self.assertEqual(kmeans(2, base + ["-o", b, "--memory-limit", LIMIT])[0], 0)
+            assert_same(self, a, b)
+
+    def test_limit_too_small(self):
+        rc, out, err = kmeans(1, ["-i", TMP("m.h5"), "--dataset", "/rows", "-k", str(K),
+                                  "--memory-limit", "20K", "-o", TMP("never.h5")])
+        self.assertEqual(rc, 2)
+        self.assertIn("--memory-limit 20.0 KiB is too small for '/rows'", err)
+        self.assertEqual(len(err.strip().splitlines()), 1)
+
+
+def numpy_prep(y, log1p, top, standardize):
+    """The documented transform, written independently of the program."""
+    z = np.log1p(y) / np.log(2.0) if log1p else y.copy()
+    keep = np.arange(z.shape[1])
+    if top:
+        var = z.var(axis=0)
+        order = np.argsort(-var, kind="stable")     # ties: lower column first
+        keep = np.sort(order[:top])
+        z = z[:, keep]
+    mean, sd = z.mean(axis=0), z.std(axis=0)
+    if standardize:
+        z = np.where(sd > 0, (z - mean) / np.where(sd > 0, sd, 1), 0.0)
+    return z, keep, mean, sd
+
+
+class Preprocessing(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        with h5py.File(TMP("expr.h5"), "r") as f:
+            cls.y = f["x"][()]
+
+    def check(self, flags, log1p, top, standardize):
+        k = 5
+        out = TMP("pp-%s.h5" % "".join(f.strip("-")[:3] for f in flags))
+        rc, so, err = kmeans(1, ["-i", TMP("expr.h5"), "--dataset", "/x", "-k", str(k),
+                                 "--init", "first", "--tol", "0", "-o", out] + flags)
+        self.assertEqual(rc, 0, err)
+        z, keep, mean, sd = numpy_prep(self.y, log1p, top, standardize)
+        ref = ref_lloyd(z, z[:k])
+        res = read_result(out)
+        np.testing.assert_array_equal(res["labels"], ref.labels_)
+        np.testing.assert_allclose(res["centroids"], ref.cluster_centers_, rtol=1e-9, atol=1e-9)
+        with h5py.File(out, "r") as f:
+            g = f["preprocessing"]
+            np.testing.assert_array_equal(g["feature_index"][()], keep)
+            self.assertEqual(g.attrs["top_variance"], top)
+            self.assertEqual(g.attrs["features_in_file"], self.y.shape[1])
+            if standardize:
+                np.testing.assert_allclose(g["feature_mean"][()], mean, rtol=1e-12)
+                scale = np.where(sd > 0, 1 / np.where(sd > 0, sd, 1), 0)
+                np.testing.assert_allclose(g["feature_scale"][()], scale, rtol=1e-12)
+        return out
+
+    def test_log1p(self):
+        self.check(["--log1p"], True, 0, False)
+
+    def test_top_variance(self):
+        self.check(["--log1p", "--top-variance", "12"], True, 12, False)
+
+    def test_standardize_with_constant_feature(self):
+        self.check(["--standardize"], False, 0, True)
+
+    def test_all_three_in_and_out_of_core(self):
+        flags = ["--log1p", "--top-variance", "20", "--standardize"]
+        a = self.check(flags, True, 20, True)
+        for ranks in (1, 2):   # genes x samples, gzip-chunked, streamed: the same bits
+            b = TMP("pp-stream-%d.h5" % ranks)
+            rc, so, err = kmeans(ranks, ["-i", TMP("expr.h5"), "--dataset", "/xt", "--transpose",
+                                         "-k", "5", "--init", "first", "--tol", "0", "-o", b,
+                                         "--memory-limit", "240K"] + flags)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("memory: streamed", so)
+            assert_same(self, a, b)
+
+
+class Refusals(unittest.TestCase):
+    def run_bad(self, args, code, text):
+        rc, out, err = kmeans(1, args)
+        self.assertEqual(rc, code, err)
+        self.assertIn(text, err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+    def test_bad_limit(self):
+        self.run_bad(["-i", TMP("m.h5"), "-k", "2", "--memory-limit", "lots"], 2,
+                     "--memory-limit 'lots'")
+
+    def test_top_variance_too_large(self):
+        self.run_bad(["-i", TMP("expr.h5"), "--dataset", "/x", "-k", "2", "--top-variance",
+                      "61"], 2, "--top-variance 61: '/x' in")
+
+    def test_log1p_below_minus_one(self):
+        y = np.ones((50, 4))
+        y[17, 2] = -3.0
+        with h5py.File(TMP("neg.h5"), "w") as f:
+            f["data"] = y
+        self.run_bad(["-i", TMP("neg.h5"), "-k", "2", "--log1p"], 3,
+                     "row 17, column 2 is NaN or Inf after --log1p")
+
+
+if __name__ == "__main__":
+    unittest.main()
