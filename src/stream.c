@@ -4,8 +4,19 @@
  * pass starts there). Only one thread calls HDF5 at any time: the I/O thread
  * while a read is under way, the caller otherwise (sync waits for the I/O
  * thread first). The file is opened with the POSIX driver, so no MPI call
- * happens outside the main thread. */
+ * happens outside the main thread.
+ *
+ * A contiguous dataset stored in the memory's own type with points in rows is
+ * read with pread() at the offset HDF5 gives, in pieces of KM_PREAD_BYTES:
+ * copying from the page cache into a cache-sized piece at a time runs ~3x
+ * faster here than one large read (measured: 6.0 vs 1.8 GB/s, dd bs=256K vs
+ * 8M), and on a node whose cores all compute that copy is CPU time taken from
+ * the kernels. (Mapping the file instead was slower still: releasing used
+ * pages and faulting them in again each pass cost more than the copy.) */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +37,8 @@ typedef struct {
     void *buf[2];          /* chunk_rows x d_raw each */
     void *tbuf;            /* transposed reads: d_raw x chunk_rows */
     double *rowbuf;        /* one raw row (d_raw) for row() */
+    int fd;                /* direct reads: the file, or -1 */
+    off_t data_off;        /* direct reads: file offset of the rank's first row */
     held have[2];
     unsigned gen;
     pthread_t thread;
@@ -39,12 +52,55 @@ typedef struct {
     km_error req_err;
 } stream;
 
+#define KM_PREAD_BYTES (256u << 10)
+
+/* pread len bytes at off into buf, in pieces shared among the OpenMP threads
+ * (idle between chunks anyway); the kernel then reads the next chunk ahead. */
+static int pread_all(int fd, char *buf, size_t len, off_t off, off_t next, size_t next_len)
+{
+    const int64_t pieces = (int64_t)((len + KM_PREAD_BYTES - 1) / KM_PREAD_BYTES);
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(|: bad)
+    for (int64_t p = 0; p < pieces; p++) {
+        size_t at = (size_t)p * KM_PREAD_BYTES, left = len - at;
+        size_t want = left < KM_PREAD_BYTES ? left : KM_PREAD_BYTES;
+        while (want > 0 && !bad) {
+            ssize_t got = pread(fd, buf + at, want, off + (off_t)at);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                bad = 1;
+            else {
+                at += (size_t)got;
+                want -= (size_t)got;
+            }
+        }
+    }
+    if (next_len)
+        posix_fadvise(fd, next, (off_t)next_len, POSIX_FADV_WILLNEED);
+    return bad ? -1 : 0;
+}
+
 /* Read local rows [first, first + n) and preprocess them into out. */
 static int read_rows(stream *st, int64_t first, int64_t n, void *out, void *tbuf,
                      km_error *err)
 {
     const km_stream_spec *sp = &st->spec;
     const int64_t g = sp->first + first, d = sp->d_raw;
+    if (st->fd >= 0) {
+        const size_t rowbytes = (size_t)d * st->esize;
+        const off_t at = st->data_off + (off_t)(first * rowbytes);
+        const int64_t ahead = first + n < sp->rows ? (sp->rows - first - n < n ? sp->rows - first - n
+                                                                               : n) : 0;
+        errno = 0;
+        if (pread_all(st->fd, out, (size_t)n * rowbytes, at, at + (off_t)(n * rowbytes),
+                      (size_t)ahead * rowbytes))
+            return km_fail(err, KM_ERR_INPUT, "reading rows %lld-%lld of '%s' in '%s' failed: "
+                           "%s", (long long)g, (long long)(g + n - 1), st->dset, st->path,
+                           errno ? strerror(errno) : "end of file");
+        km_prep_apply(sp->prep, out, n, sp->prec, 1);
+        return 0;
+    }
     hsize_t start[2] = {(hsize_t)g, 0}, count[2] = {(hsize_t)n, (hsize_t)d};
     if (sp->transposed) {
         start[0] = 0;
@@ -182,6 +238,8 @@ static void stream_close(km_source *s)
     }
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->cv);
+    if (st->fd >= 0)
+        close(st->fd);
     if (st->ds >= 0)
         H5Dclose(st->ds);
     if (st->file >= 0)
@@ -192,6 +250,22 @@ static void stream_close(km_source *s)
     free(st->rowbuf);
     free(st);
     s->impl = NULL;
+}
+
+/* Read the file directly when the dataset is contiguous, allocated and stored
+ * in the memory's type (else st->fd stays -1: HDF5 reads, converts, inflates). */
+static void direct_reads(stream *st)
+{
+    hid_t dcpl = H5Dget_create_plist(st->ds), ftype = H5Dget_type(st->ds);
+    const int contiguous = H5Pget_layout(dcpl) == H5D_CONTIGUOUS;
+    const int same = H5Tequal(ftype, st->memtype) > 0;
+    H5Pclose(dcpl);
+    H5Tclose(ftype);
+    haddr_t off = contiguous && same ? H5Dget_offset(st->ds) : HADDR_UNDEF;
+    if (off == HADDR_UNDEF)
+        return;
+    st->data_off = (off_t)off + (off_t)(st->spec.first * st->spec.d_raw * (int64_t)st->esize);
+    st->fd = open(st->path, O_RDONLY);
 }
 
 size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int transposed)
@@ -214,6 +288,7 @@ int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err)
     st->spec.path = st->path;
     st->spec.dset = st->dset;
     st->file = st->ds = -1;
+    st->fd = -1;
     st->esize = spec->prec == KM_F32 ? 4 : 8;
     st->memtype = spec->prec == KM_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
     pthread_mutex_init(&st->mu, NULL);
@@ -239,6 +314,11 @@ int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err)
     if (st->ds < 0)
         return km_fail(err, KM_ERR_INPUT, "cannot open '%s' in '%s' for streaming", spec->dset,
                        spec->path);
+    if (!spec->transposed)
+        direct_reads(st);
+    if (st->fd >= 0)
+        return 0;   /* direct reads are copies from the page cache, made by all threads
+                       with the kernel reading ahead: an I/O thread would only compete */
     if (pthread_create(&st->thread, NULL, io_main, st) == 0)
         st->thread_on = 1;   /* without it every chunk is read when asked for */
     return 0;
