@@ -17,8 +17,7 @@ void km_h5io_init(void);
  * when the dataset is contiguous. */
 int km_read_block(const km_comm *c, const char *path, const char *dset, int transposed,
                   int read_rows, km_block *blk, int64_t *chunk, km_error *err);
-/* out (c x r) = the transpose of in (r x c), elements of esize bytes. */
-void km_transpose(const void *in, int64_t r, int64_t c, size_t esize, void *out);
+
 void km_block_free(km_block *blk);
 
 /* Collective: read a K x d centroid matrix from a small file (every rank reads

@@ -23,6 +23,10 @@ static inline int km_prep_is_identity(const km_prep *p)
     return !p->log1p && !p->keep && !p->mean;
 }
 
+/* out (c x r) = the transpose of in (r x c), elements of esize (4 or 8)
+ * bytes, in tiles; parallel: OpenMP threads. */
+void km_transpose(const void *in, int64_t r, int64_t c, size_t esize, void *out, int parallel);
+
 typedef struct km_source km_source;
 struct km_source {
     int64_t rows;          /* local rows */
@@ -69,6 +73,7 @@ typedef struct {
     int64_t first, rows, d_raw;
     km_precision prec;
     int64_t chunk_rows, phase;
+    int64_t block;         /* transposed and chunked: points per HDF5 chunk, else 0 */
     size_t cache_bytes;    /* HDF5 chunk cache */
     const km_prep *prep;
 } km_stream_spec;

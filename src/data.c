@@ -340,6 +340,7 @@ int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *
             .path = opt->input, .dset = opt->dataset, .transposed = opt->transpose,
             .first = D->blk.first, .rows = D->blk.rows, .d_raw = dr, .prec = D->blk.prec,
             .chunk_rows = D->chunk_rows, .phase = hc ? D->blk.first % D->chunk_rows : 0,
+            .block = hc,
             .cache_bytes = hc ? (size_t)fmin((double)hc * D->hchunk[1] * esize, KM_CACHE_MAX)
                               : 0,
             .prep = &D->prep};

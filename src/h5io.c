@@ -14,6 +14,7 @@
 #include <hdf5.h>
 #include "h5io.h"
 #include "partition.h"
+#include "source.h"
 
 #define KM_IO_BYTES (256L << 20)   /* per rank per collective call */
 
@@ -165,34 +166,12 @@ static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks,
         if (s < 0)
             status = s;
         else if (cnt && transposed)
-            km_transpose(tbuf, (int64_t)d, cnt, esize, (char *)buf + (size_t)off * d * esize);
+            km_transpose(tbuf, (int64_t)d, cnt, esize, (char *)buf + (size_t)off * d * esize, 1);
         H5Sclose(mspace);
     }
     H5Pclose(dxpl);
     H5Sclose(fspace);
     return status;
-}
-
-void km_transpose(const void *in, int64_t r, int64_t c, size_t esize, void *out)
-{
-    const int64_t T = 32;
-    for (int64_t i0 = 0; i0 < r; i0 += T)
-        for (int64_t j0 = 0; j0 < c; j0 += T) {
-            const int64_t i1 = i0 + T < r ? i0 + T : r, j1 = j0 + T < c ? j0 + T : c;
-            if (esize == 4) {
-                const float *a = in;
-                float *b = out;
-                for (int64_t i = i0; i < i1; i++)
-                    for (int64_t j = j0; j < j1; j++)
-                        b[j * r + i] = a[i * c + j];
-            } else {
-                const double *a = in;
-                double *b = out;
-                for (int64_t i = i0; i < i1; i++)
-                    for (int64_t j = j0; j < j1; j++)
-                        b[j * r + i] = a[i * c + j];
-            }
-        }
 }
 
 int km_read_block(const km_comm *c, const char *path, const char *dset, int transposed,

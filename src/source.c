@@ -28,6 +28,35 @@ void km_prep_apply(const km_prep *p, void *x, int64_t rows, km_precision prec, i
     }
 }
 
+#define KM_TILE 32
+
+#define TRANSPOSE(T)                                                                      \
+    static void transpose_##T(const T *restrict in, int64_t r, int64_t c, T *restrict out, \
+                              int parallel)                                               \
+    {                                                                                     \
+        const int64_t tiles = (c + KM_TILE - 1) / KM_TILE;                                \
+        _Pragma("omp parallel for schedule(static) if (parallel)")                        \
+        for (int64_t t = 0; t < tiles; t++) {                                             \
+            const int64_t j0 = t * KM_TILE, j1 = j0 + KM_TILE < c ? j0 + KM_TILE : c;     \
+            for (int64_t i0 = 0; i0 < r; i0 += KM_TILE) {                                 \
+                const int64_t i1 = i0 + KM_TILE < r ? i0 + KM_TILE : r;                   \
+                for (int64_t j = j0; j < j1; j++)                                         \
+                    for (int64_t i = i0; i < i1; i++)                                     \
+                        out[j * r + i] = in[i * c + j];                                   \
+            }                                                                             \
+        }                                                                                 \
+    }
+TRANSPOSE(float)
+TRANSPOSE(double)
+
+void km_transpose(const void *in, int64_t r, int64_t c, size_t esize, void *out, int parallel)
+{
+    if (esize == 4)
+        transpose_float(in, r, c, out, parallel);
+    else
+        transpose_double(in, r, c, out, parallel);
+}
+
 static int memory_get(km_source *s, int64_t first, int64_t n, const void **x, km_error *err)
 {
     (void)n;

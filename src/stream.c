@@ -26,7 +26,8 @@
 
 typedef struct {
     int64_t first, n;      /* local rows held, n = 0: none */
-    unsigned gen;          /* preprocessing generation they were made with */
+    unsigned gen;          /* preprocessing generation (finished buffers only) */
+    int done;              /* finished in place (rows not transposed) */
 } held;
 
 typedef struct {
@@ -34,8 +35,8 @@ typedef struct {
     char path[4096], dset[1024];
     hid_t file, ds, memtype;
     size_t esize;
-    void *buf[2];          /* chunk_rows x d_raw each */
-    void *tbuf;            /* transposed reads: d_raw x chunk_rows */
+    void *buf[2];          /* chunk_rows x d_raw each, as stored */
+    void *tbuf;            /* transposed: the rows handed out, chunk_rows x d_raw */
     double *rowbuf;        /* one raw row (d_raw) for row() */
     int fd;                /* direct reads: the file, or -1 */
     off_t data_off;        /* direct reads: file offset of the rank's first row */
@@ -81,48 +82,91 @@ static int pread_all(int fd, char *buf, size_t len, off_t off, off_t next, size_
     return bad ? -1 : 0;
 }
 
-/* Read local rows [first, first + n) and preprocess them into out. */
-static int read_rows(stream *st, int64_t first, int64_t n, void *out, void *tbuf,
-                     km_error *err)
+/* Columns from global point g on that one read takes: up to the end of the
+ * file's chunk when transposed and chunked, else all n. */
+static int64_t block_width(const stream *st, int64_t g, int64_t n)
+{
+    const int64_t b = st->spec.transposed ? st->spec.block : 0;
+    if (b <= 0)
+        return n;
+    const int64_t w = b - g % b;
+    return w < n ? w : n;
+}
+
+/* Read local rows [first, first + n) as stored: n x d_raw, or d_raw x n when
+ * transposed. Called by the I/O thread, or by the caller when it is idle. */
+static int raw_read(stream *st, int64_t first, int64_t n, void *raw, km_error *err)
 {
     const km_stream_spec *sp = &st->spec;
     const int64_t g = sp->first + first, d = sp->d_raw;
     if (st->fd >= 0) {
         const size_t rowbytes = (size_t)d * st->esize;
         const off_t at = st->data_off + (off_t)(first * rowbytes);
-        const int64_t ahead = first + n < sp->rows ? (sp->rows - first - n < n ? sp->rows - first - n
-                                                                               : n) : 0;
+        const int64_t left = sp->rows - first - n, ahead = left < n ? left : n;
         errno = 0;
-        if (pread_all(st->fd, out, (size_t)n * rowbytes, at, at + (off_t)(n * rowbytes),
-                      (size_t)ahead * rowbytes))
+        if (pread_all(st->fd, raw, (size_t)n * rowbytes, at, at + (off_t)(n * rowbytes),
+                      ahead > 0 ? (size_t)ahead * rowbytes : 0))
             return km_fail(err, KM_ERR_INPUT, "reading rows %lld-%lld of '%s' in '%s' failed: "
                            "%s", (long long)g, (long long)(g + n - 1), st->dset, st->path,
                            errno ? strerror(errno) : "end of file");
-        km_prep_apply(sp->prep, out, n, sp->prec, 1);
         return 0;
     }
-    hsize_t start[2] = {(hsize_t)g, 0}, count[2] = {(hsize_t)n, (hsize_t)d};
-    if (sp->transposed) {
-        start[0] = 0;
-        start[1] = (hsize_t)g;
-        count[0] = (hsize_t)d;
-        count[1] = (hsize_t)n;
+    herr_t rc = 0;
+    hid_t fspace = H5Dget_space(st->ds);
+    /* transposed: one read per block of columns (the file's chunk width), each
+     * into its own d x w stretch of raw, so every HDF5 chunk lands contiguous
+     * in memory and is read in place rather than through a second copy */
+    for (int64_t c0 = 0; c0 < n && rc >= 0;) {
+        const int64_t w = block_width(st, g + c0, n - c0);
+        hsize_t start[2] = {(hsize_t)(g + c0), 0}, count[2] = {(hsize_t)w, (hsize_t)d};
+        if (sp->transposed) {
+            start[0] = 0;
+            start[1] = (hsize_t)(g + c0);
+            count[0] = (hsize_t)d;
+            count[1] = (hsize_t)w;
+        }
+        hid_t mspace = H5Screate_simple(2, count, NULL);
+        rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+        if (rc >= 0)
+            rc = H5Dread(st->ds, st->memtype, mspace, fspace, H5P_DEFAULT,
+                         (char *)raw + (size_t)c0 * d * st->esize);
+        H5Sclose(mspace);
+        c0 += w;
     }
-    hid_t fspace = H5Dget_space(st->ds), mspace = H5Screate_simple(2, count, NULL);
-    herr_t rc = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-    if (rc >= 0)
-        rc = H5Dread(st->ds, st->memtype, mspace, fspace, H5P_DEFAULT,
-                     sp->transposed ? tbuf : out);
-    H5Sclose(mspace);
     H5Sclose(fspace);
     if (rc < 0)
         return km_fail(err, KM_ERR_INPUT, "reading %s %lld-%lld of '%s' in '%s' failed",
                        sp->transposed ? "columns" : "rows", (long long)g,
                        (long long)(g + n - 1), st->dset, st->path);
-    if (sp->transposed)
-        km_transpose(tbuf, d, n, st->esize, out);
-    km_prep_apply(sp->prep, out, n, sp->prec, 0);
     return 0;
+}
+
+/* Stored rows -> the rows handed out: transposed block by block into out
+ * (else in place, out == raw), then preprocessed; by all threads. */
+static void finish(stream *st, int64_t first, void *raw, int64_t n, void *out)
+{
+    const km_stream_spec *sp = &st->spec;
+    if (sp->transposed) {
+        const int64_t d = sp->d_raw, g = sp->first + first;
+        int64_t nb = 0;
+        for (int64_t c0 = 0; c0 < n; nb++)
+            c0 += block_width(st, g + c0, n - c0);
+        if (nb == 1) {
+            km_transpose(raw, d, n, st->esize, out, 1);
+        } else {
+#pragma omp parallel for schedule(dynamic)
+            for (int64_t b = 0; b < nb; b++) {   /* block b: columns [c0, c0 + w) */
+                int64_t c0 = 0, w = block_width(st, g, n);
+                if (b > 0) {
+                    c0 = w + (b - 1) * sp->block;
+                    w = n - c0 < sp->block ? n - c0 : sp->block;
+                }
+                km_transpose((const char *)raw + (size_t)c0 * d * st->esize, d, w, st->esize,
+                             (char *)out + (size_t)c0 * d * st->esize, 0);
+            }
+        }
+    }
+    km_prep_apply(sp->prep, out, n, sp->prec, 1);
 }
 
 static void *io_main(void *arg)
@@ -139,9 +183,9 @@ static void *io_main(void *arg)
         const unsigned gen = st->gen;
         pthread_mutex_unlock(&st->mu);
         km_error e = {0};
-        int rc = read_rows(st, first, n, st->buf[b], st->tbuf, &e);
+        int rc = raw_read(st, first, n, st->buf[b], &e);
         pthread_mutex_lock(&st->mu);
-        st->have[b] = rc ? (held){0, 0, 0} : (held){first, n, gen};
+        st->have[b] = rc ? (held){0, 0, 0, 0} : (held){first, n, gen, 0};
         st->req_rc = rc;
         if (rc)
             st->req_err = e;
@@ -165,17 +209,18 @@ static int stream_get(km_source *s, int64_t first, int64_t n, const void **x, km
     pthread_mutex_lock(&st->mu);
     wait_idle(st);
     int b = -1;
-    for (int i = 0; i < 2; i++)
-        if (st->have[i].n == n && st->have[i].first == first && st->have[i].gen == st->gen)
+    for (int i = 0; i < 2; i++)   /* read ahead, or still here from the last pass */
+        if (st->have[i].n == n && st->have[i].first == first &&
+            (!st->have[i].done || st->have[i].gen == st->gen))
             b = i;
-    if (b < 0) {   /* not read ahead (first chunk, or a failed read-ahead): read it now */
-        b = st->have[0].n && st->have[0].gen == st->gen && st->have[1].n == 0 ? 1 : 0;
+    if (b < 0) {
+        b = 0;
         st->have[b].n = 0;
-        if (read_rows(st, first, n, st->buf[b], st->tbuf, err)) {
+        if (raw_read(st, first, n, st->buf[b], err)) {
             pthread_mutex_unlock(&st->mu);
             return err->code;
         }
-        st->have[b] = (held){first, n, st->gen};
+        st->have[b] = (held){first, n, 0, 0};
     }
     int64_t next = first + n < s->rows ? first + n : 0;
     int64_t nn = km_source_span(s, next);
@@ -188,7 +233,18 @@ static int stream_get(km_source *s, int64_t first, int64_t n, const void **x, km
         pthread_cond_broadcast(&st->cv);
     }
     pthread_mutex_unlock(&st->mu);
-    *x = st->buf[b];
+    /* the I/O thread now works on the other buffer only */
+    if (st->spec.transposed) {
+        finish(st, first, st->buf[b], n, st->tbuf);
+        *x = st->tbuf;
+    } else {
+        if (!st->have[b].done) {
+            finish(st, first, st->buf[b], n, st->buf[b]);
+            st->have[b].done = 1;
+            st->have[b].gen = st->gen;
+        }
+        *x = st->buf[b];
+    }
     return 0;
 }
 
@@ -207,14 +263,15 @@ static int stream_row(km_source *s, int64_t i, double *out, km_error *err)
     pthread_mutex_lock(&st->mu);
     wait_idle(st);
     const void *x = NULL;
-    for (int b = 0; b < 2 && !x; b++)   /* already in a buffer: no read */
-        if (st->have[b].n && st->have[b].gen == st->gen && i >= st->have[b].first &&
-            i < st->have[b].first + st->have[b].n)
+    for (int b = 0; b < 2 && !x; b++)   /* finished in a buffer: no read */
+        if (st->have[b].n && st->have[b].done && st->have[b].gen == st->gen &&
+            i >= st->have[b].first && i < st->have[b].first + st->have[b].n)
             x = (const char *)st->buf[b] + (size_t)(i - st->have[b].first) * s->d * st->esize;
     int rc = 0;
-    if (!x) {
-        void *t = (char *)st->rowbuf + st->esize * (size_t)st->spec.d_raw;
-        rc = read_rows(st, i, 1, st->rowbuf, t, err);
+    if (!x) {   /* one point: stored d_raw x 1 or 1 x d_raw, the same values */
+        rc = raw_read(st, i, 1, st->rowbuf, err);
+        if (!rc)
+            km_prep_apply(st->spec.prep, st->rowbuf, 1, st->spec.prec, 0);
         x = st->rowbuf;
     }
     for (int j = 0; !rc && j < s->d; j++)
@@ -296,7 +353,7 @@ int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err)
     const size_t chunk = (size_t)spec->chunk_rows * (size_t)spec->d_raw * st->esize;
     st->buf[0] = aligned_alloc(64, (chunk + 63) / 64 * 64);
     st->buf[1] = aligned_alloc(64, (chunk + 63) / 64 * 64);
-    st->tbuf = spec->transposed ? malloc(chunk) : NULL;
+    st->tbuf = spec->transposed ? aligned_alloc(64, (chunk + 63) / 64 * 64) : NULL;
     st->rowbuf = malloc(2 * st->esize * (size_t)spec->d_raw);
     if (!st->buf[0] || !st->buf[1] || (spec->transposed && !st->tbuf) || !st->rowbuf)
         return km_fail(err, KM_ERR_MEMORY, "out of memory for two chunks of %lld rows of '%s' "

@@ -28,9 +28,9 @@ def setUpModule():
     x = (centres[rng.integers(0, K, N)] + rng.normal(size=(N, D))).astype(np.float32)
     with h5py.File(TMP("m.h5"), "w") as f:
         f["rows"] = x
-        f.create_dataset("rows_gz", data=x, chunks=(200, D), compression="gzip")
+        f.create_dataset("rows_gz", data=x, chunks=(280, D), compression="gzip")
         f["cols"] = x.T.copy()
-        f.create_dataset("cols_gz", data=x.T.copy(), chunks=(8, 200), compression="gzip")
+        f.create_dataset("cols_gz", data=x.T.copy(), chunks=(8, 280), compression="gzip")   # ranks start mid-chunk
     # counts-like expression matrix for the preprocessing tests (float64)
     lam = rng.gamma(0.7, 30.0, size=(5, 60))
     y = rng.poisson(lam[rng.integers(0, 5, 2000)]).astype(np.float64)
