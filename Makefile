@@ -65,6 +65,7 @@ kbench: build/kbench
 
 bench: bin/kmeans
 	$(PYTHON) scripts/bench.py
+	$(PYTHON) scripts/bench_outofcore.py
 
 # exact pruning vs Lloyd vs scikit-learn (Lloyd, Elkan) to convergence: tens of minutes
 bench-pruned: bin/kmeans

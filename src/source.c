@@ -1,6 +1,7 @@
 /* source.c — the in-memory chunk source (chunks are views into the block) and
  * the preprocessing both sources apply. */
 #include <math.h>
+#include <string.h>
 #include "source.h"
 
 void km_prep_apply(const km_prep *p, void *x, int64_t rows, km_precision prec, int parallel)
@@ -9,23 +10,30 @@ void km_prep_apply(const km_prep *p, void *x, int64_t rows, km_precision prec, i
         return;
     const int din = p->d_in, dout = p->d_out;
     const double ln2 = log(2.0);
+    /* the values first, where they are (rows apart: any thread order) */
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t i = 0; i < rows; i++) {
-        /* row i moves from i * din to i * dout <= i * din: each value is read
-         * before any later row's write can reach it */
+    for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < dout; j++) {
-            const int64_t src = i * din + (p->keep ? p->keep[j] : j), dst = i * dout + j;
-            double v = prec == KM_F32 ? (double)((float *)x)[src] : ((double *)x)[src];
+            const int64_t at = i * din + (p->keep ? p->keep[j] : j);
+            double v = prec == KM_F32 ? (double)((float *)x)[at] : ((double *)x)[at];
             if (p->log1p)
                 v = log1p(v) / ln2;
             if (p->mean)
                 v = p->scale[j] == 0 ? 0.0 : (v - p->mean[j]) * p->scale[j];
             if (prec == KM_F32)
-                ((float *)x)[dst] = (float)v;
+                ((float *)x)[at] = (float)v;
             else
-                ((double *)x)[dst] = v;
+                ((double *)x)[at] = v;
         }
-    }
+    if (!p->keep)
+        return;
+    /* then the kept columns to the front, in row order: row i moves down to
+     * i * dout, over rows already moved, never over one still to read */
+    const size_t es = prec == KM_F32 ? 4 : 8;
+    for (int64_t i = 0; i < rows; i++)
+        for (int j = 0; j < dout; j++)
+            memcpy((char *)x + (size_t)(i * dout + j) * es,
+                   (const char *)x + (size_t)(i * din + p->keep[j]) * es, es);
 }
 
 #define KM_TILE 32
