@@ -7,6 +7,7 @@
   same matrix followed by scikit-learn's Lloyd from the same first centroids.
 - Bad values of the new options, and data --log1p cannot take, are refused.
 """
+import os
 import subprocess
 import unittest
 
@@ -194,6 +195,27 @@ class Refusals(unittest.TestCase):
     def test_top_variance_too_large(self):
         self.run_bad(["-i", TMP("expr.h5"), "--dataset", "/x", "-k", "2", "--top-variance",
                       "61"], 2, "--top-variance 61: '/x' in")
+
+    def test_damaged_chunk(self):
+        # a gzip chunk of the second rank's rows overwritten: streamed or not,
+        # every rank stops with the same one-line error, and no output appears
+        x = np.random.default_rng(3).normal(size=(4000, 16)).astype(np.float32)
+        path = TMP("damaged.h5")
+        with h5py.File(path, "w") as f:
+            f.create_dataset("data", data=x, chunks=(250, 16), compression="gzip")
+        with h5py.File(path, "r") as f:
+            info = f["data"].id.get_chunk_info(12)     # rows 3000-3249
+        with open(path, "r+b") as f:
+            f.seek(info.byte_offset + 8)
+            f.write(b"\xff" * 64)
+        for limit in ([], ["--memory-limit", "150K"]):
+            out = TMP("damaged-out.h5")
+            rc, so, err = kmeans(2, ["-i", path, "-k", "3", "-o", out] + limit)
+            self.assertEqual(rc, 3, err)
+            lines = [l for l in err.splitlines() if l.startswith("kmeans: error")]
+            self.assertEqual(len(lines), 1, err)
+            self.assertIn("of '/data' in '%s' failed" % path, lines[0])
+            self.assertFalse(os.path.exists(out))
 
     def test_log1p_below_minus_one(self):
         y = np.ones((50, 4))
