@@ -81,27 +81,30 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
                                         : (int64_t)(0.8 * node_bytes() / node_ranks);
     const double limit = (double)D->memory_limit;
     const size_t esize = D->blk.prec == KM_F32 ? 4 : 8;
-    const double incore = (double)D->blk.rows * D->d_raw * esize;
+    double incore = (double)D->blk.rows * D->d_raw * esize;
+    if (opt->transpose)   /* the in-core reader's transposition buffer (h5io.c) */
+        incore += fmin(incore, 256.0 * 1048576);
     const int64_t hc = D->hchunk[0];
     const double cache = hc ? fmin((double)hc * D->hchunk[1] * esize, KM_CACHE_MAX) : 0;
     const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */
     const km_algorithm asked = *alg;
-    double fixed = 0;
-    for (;;) {
-        fixed = fixed_bytes(D, k, threads, *alg);
-        double stream_min = (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
-                                                    opt->transpose) + cache;
-        if (fixed + fmin(incore, stream_min) <= limit || *alg == KM_ALG_LLOYD)
-            break;
-        *alg = *alg == KM_ALG_YINYANG ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
-    }
+    /* the strategy: the first of yinyang, hamerly, lloyd (from the one asked
+     * for) whose bounds leave room for at least the smallest stream on every rank */
+    const km_algorithm order[3] = {KM_ALG_YINYANG, KM_ALG_HAMERLY, KM_ALG_LLOYD};
+    const double stream_min = (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
+                                                      opt->transpose) + cache;
+    int64_t level = asked == KM_ALG_YINYANG ? 0 : asked == KM_ALG_HAMERLY ? 1 : 2;
+    while (level < 2 && fixed_bytes(D, k, threads, order[level]) + fmin(incore, stream_min)
+                            > limit)
+        level++;
+    level = km_comm_max_i64(c, level);
+    *alg = order[level];
+    const double fixed = fixed_bytes(D, k, threads, *alg);
     if (*alg != asked)
         snprintf(D->note, sizeof D->note, "%s's bounds do not fit --memory-limit; using %s",
                  km_algorithm_name(asked), km_algorithm_name(*alg));
     /* every rank takes the same decision: the one the largest block needs */
-    double need[2] = {fixed + incore > limit ? 1.0 : 0.0, 0};
-    km_comm_max(c, need, 1);
-    D->streamed = need[0] > 0;
+    D->streamed = km_comm_max_i64(c, fixed + incore > limit) > 0;
     D->planned_bytes = (int64_t)(fixed + incore);
     if (!D->streamed)
         return 0;

@@ -49,8 +49,6 @@ typedef struct {
     int pending, quit;     /* a read request is waiting or under way */
     int64_t req_first, req_n;
     int req_buf;
-    int req_rc;            /* the last read-ahead's result */
-    km_error req_err;
 } stream;
 
 #define KM_PREAD_BYTES (256u << 10)
@@ -186,9 +184,8 @@ static void *io_main(void *arg)
         int rc = raw_read(st, first, n, st->buf[b], &e);
         pthread_mutex_lock(&st->mu);
         st->have[b] = rc ? (held){0, 0, 0, 0} : (held){first, n, gen, 0};
-        st->req_rc = rc;
-        if (rc)
-            st->req_err = e;
+        /* a failed read-ahead leaves the buffer empty: get() reads it again
+           and reports the error itself */
         st->pending = 0;
         pthread_cond_broadcast(&st->cv);
     }

@@ -185,11 +185,51 @@ static void test_algorithm(void **state)
     }
 }
 
+static void test_memory_and_preprocessing(void **state)
+{
+    (void)state;
+    km_options o;
+    km_error e = {0};
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3"), KM_PARSE_RUN);
+    assert_int_equal(o.memory_limit, 0);   /* 0: the node decides */
+    assert_int_equal(o.transpose + o.log1p + o.standardize + o.top_variance, 0);
+    km_options_free(&o);
+    const struct { const char *arg; int64_t bytes; } ok[] = {
+        {"1048576", 1048576}, {"512M", 512LL << 20}, {"2G", 2LL << 30}, {"1.5g", 3LL << 29},
+        {"64KB", 64 << 10}, {"1T", 1LL << 40}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--memory-limit", ok[i].arg),
+                         KM_PARSE_RUN);
+        assert_int_equal(o.memory_limit, ok[i].bytes);
+        km_options_free(&o);
+    }
+    const char *bad[] = {"0", "-5M", "lots", "12Q", "M", "1e300G", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        e = (km_error){0};
+        assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--memory-limit", bad[i]),
+                         KM_ERR_USAGE);
+        assert_non_null(strstr(e.msg, "--memory-limit"));
+        km_options_free(&o);
+    }
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--transpose", "--log1p",
+                           "--standardize", "--top-variance", "500"), KM_PARSE_RUN);
+    assert_int_equal(o.transpose + o.log1p + o.standardize, 3);
+    assert_int_equal(o.top_variance, 500);
+    char buf[128];
+    km_options_prep_string(&o, buf, sizeof buf);
+    assert_string_equal(buf, "transpose=1 log1p=1 top_variance=500 standardize=1");
+    km_options_free(&o);
+    assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--top-variance", "0"),
+                     KM_ERR_USAGE);
+    km_options_free(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_memory_and_preprocessing),
         cmocka_unit_test(test_init_rows_and_file),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_checkpoint_options),
