@@ -12,12 +12,13 @@ Prints a table and appends one line per run to results/bench.csv.
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
+
+from benchlib import run_kmeans
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -33,22 +34,7 @@ def cpu_name():
 
 
 def ours(path, k, iters, threads):
-    js = os.path.join(ROOT, "results", ".bench-summary.json")
-    if os.path.exists(js):
-        os.remove(js)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    out = os.path.join(ROOT, "results", ".bench-out.h5")
-    t = time.perf_counter()
-    subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none", "-x", "OMP_NUM_THREADS",
-                    os.path.join(ROOT, "bin", "kmeans"), "-i", path, "-k", str(k), "--init",
-                    "first", "--tol", "0", "--max-iter", str(iters), "--algorithm", "lloyd", "-q", "-o", out,
-                    "--summary-json", js], check=True, env=env, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t
-    with open(js) as f:
-        s = json.loads(f.readline())
-    os.remove(js)
-    os.remove(out)
+    wall, s = run_kmeans(path, k, iters, threads)
     assert s["iterations"] == iters, s
     return wall, s
 

@@ -14,39 +14,20 @@ Prints a table and appends one line to results/bench-outofcore.csv.
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
 import subprocess
 import sys
-import time
+
+from benchlib import run_kmeans
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-KMEANS = os.path.join(ROOT, "bin", "kmeans")
-
-
-def env(threads):
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
-                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_WAIT_POLICY="passive")
 
 
 def run(path, dset, k, iters, threads, extra):
-    js = os.path.join(ROOT, "results", ".bench-ooc.json")
-    out = os.path.join(ROOT, "results", ".bench-ooc.h5")
-    if os.path.exists(js):
-        os.remove(js)
-    t = time.perf_counter()
-    subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none", "-x", "OMP_NUM_THREADS",
-                    "-x", "OMP_WAIT_POLICY", KMEANS, "-i", path, "--dataset", dset,
-                    "-k", str(k), "--init", "first", "--tol", "0", "--max-iter", str(iters),
-                    "--algorithm", "lloyd", "-q", "-o", out, "--summary-json", js] + extra,
-                   check=True, env=env(threads), stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - t
-    with open(js) as f:
-        s = json.loads(f.readline())
-    os.remove(js)
-    os.remove(out)
+    wall, s = run_kmeans(path, k, iters, threads, extra=["--dataset", dset] + extra,
+                         env_extra={"OMP_WAIT_POLICY": "passive"})
     assert s["iterations"] == iters, s
     return wall, s
 

@@ -17,12 +17,13 @@ Usage: bench_pruned.py [--cases a,b,c,d] [--max-iter 300] [--threads N]
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
+
+from benchlib import run_kmeans
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CASES = {"a": (1_000_000, 32, 64), "b": (70_000, 784, 256), "c": (10_000, 20_000, 16),
@@ -41,20 +42,8 @@ def dataset(n, d):
 
 
 def ours(path, k, alg, max_iter, threads):
-    js = os.path.join(ROOT, "results", ".bench-pruned.json")
     out = os.path.join(ROOT, "results", ".bench-pruned-%s.h5" % alg)
-    if os.path.exists(js):
-        os.remove(js)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none", "-x", "OMP_NUM_THREADS",
-                    os.path.join(ROOT, "bin", "kmeans"), "-i", path, "-k", str(k), "--init",
-                    "first", "--tol", "0", "--max-iter", str(max_iter), "--algorithm", alg,
-                    "-q", "-o", out, "--summary-json", js], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    with open(js) as f:
-        s = json.loads(f.readline())
-    os.remove(js)
+    _, s = run_kmeans(path, k, max_iter, threads, algorithm=alg, keep_output=out)
     secs = sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce"))
     return secs, s, out
 

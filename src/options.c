@@ -60,7 +60,7 @@ void km_options_help(FILE *out)
 "  -o, --output FILE      result file        [default: results/<input-name>-k<K>.h5]\n"
 "                         /centroids (k x d), /labels (n), /cluster_sizes (k),\n"
 "                         /history/{inertia,shift,changed,empty,seconds,skipped},\n"
-"                         /timing,\n"
+"                         /timing, /preprocessing,\n"
 "                         and attributes describing the run. Written to FILE.tmp-*\n"
 "                         and renamed only on success.\n"
 "      --summary-json F   append a one-line JSON record of the run to F\n"

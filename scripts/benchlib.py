@@ -1,0 +1,38 @@
+"""What the benchmark scripts share: one bin/kmeans run in one MPI rank, timed,
+with its --summary-json record read back."""
+import json
+import os
+import subprocess
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+KMEANS = os.path.join(ROOT, "bin", "kmeans")
+
+
+def run_kmeans(path, k, iters, threads, algorithm="lloyd", extra=(), keep_output=None,
+               env_extra=None):
+    """Run `kmeans -i path -k k --init first --tol 0 --max-iter iters`; return
+    (wall seconds, summary dict). keep_output: path to keep the result at (else
+    it is removed). env_extra: more environment, passed to the rank."""
+    js = os.path.join(ROOT, "results", ".bench-%d.json" % os.getpid())
+    out = keep_output or os.path.join(ROOT, "results", ".bench-%d.h5" % os.getpid())
+    if os.path.exists(js):
+        os.remove(js)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **(env_extra or {}))
+    forward = ["-x", "OMP_NUM_THREADS"]
+    for name in env_extra or {}:
+        forward += ["-x", name]
+    t = time.perf_counter()
+    subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none"] + forward +
+                   [KMEANS, "-i", path, "-k", str(k), "--init", "first", "--tol", "0",
+                    "--max-iter", str(iters), "--algorithm", algorithm, "-q", "-o", out,
+                    "--summary-json", js] + list(extra),
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    with open(js) as f:
+        s = json.loads(f.readline())
+    os.remove(js)
+    if not keep_output:
+        os.remove(out)
+    return wall, s
