@@ -19,6 +19,9 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, int tran
                   int read_rows, km_block *blk, int64_t *chunk, km_error *err);
 
 void km_block_free(km_block *blk);
+/* Memory for a block of rows: from 4 MiB on 2 MiB aligned, huge pages advised, first
+ * touched by the OpenMP threads; free() it. */
+void *km_alloc_rows(size_t bytes);
 
 /* Collective: read a K x d centroid matrix from a small file (every rank reads
  * it). *k = 0 on entry accepts any K; otherwise the row count must equal *k. */

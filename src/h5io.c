@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <hdf5.h>
@@ -215,7 +216,7 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, int tran
     if (transposed && per_round > blk->rows)
         per_round = blk->rows > 0 ? blk->rows : 1;
     void *tbuf = transposed ? malloc((size_t)per_round * d * esize) : NULL;
-    blk->data = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    blk->data = km_alloc_rows(bytes);
     if (!blk->data || (transposed && !tbuf))
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for its %lld rows of '%s' "
                 "(%.2f GB)", c->rank, (long long)blk->rows, dset, bytes / 1e9);
@@ -237,6 +238,21 @@ done:
     if (err->code)
         km_block_free(blk);
     return err->code;
+}
+
+void *km_alloc_rows(size_t bytes)
+{
+    const size_t huge = 2u << 20, align = bytes >= 2 * huge ? huge : 64;
+    size_t len = (bytes + 64 + align - 1) / align * align;
+    char *p = aligned_alloc(align, len);
+    if (!p)
+        return NULL;
+    if (align == huge)
+        madvise(p, len, MADV_HUGEPAGE);   /* advice only: fewer faults and TLB misses */
+#pragma omp parallel for schedule(static)
+    for (size_t off = 0; off < len; off += 4096)   /* first touch by the threads */
+        p[off] = 0;
+    return p;
 }
 
 void km_block_free(km_block *blk)

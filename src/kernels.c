@@ -708,18 +708,46 @@ void km_farthest(const void *x, int64_t rows, int d, km_precision prec, const do
     }
 }
 
+/* Whether rows [i0, i1) hold a NaN or Inf: an all-ones exponent, tested on
+ * the bits (integer OR, so it vectorizes). */
+static int block_nonfinite(const void *x, int64_t i0, int64_t i1, int d, km_precision prec)
+{
+    const size_t a = (size_t)i0 * d, b = (size_t)i1 * d;
+    int bad = 0;
+    if (prec == KM_F32) {
+        const float *v = x;
+        for (size_t t = a; t < b; t++) {
+            uint32_t u;
+            memcpy(&u, v + t, 4);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+    } else {
+        const double *v = x;
+        for (size_t t = a; t < b; t++) {
+            uint64_t u;
+            memcpy(&u, v + t, 8);
+            bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+        }
+    }
+    return bad;
+}
+
 int64_t km_find_nonfinite(const void *x, int64_t rows, int d, km_precision prec, int *col)
 {
+    const int64_t B = 256;   /* rows per block checked at once */
+    const int64_t nb = (rows + B - 1) / B;
     int64_t first = INT64_MAX;
 #pragma omp parallel for schedule(static) reduction(min: first)
-    for (int64_t i = 0; i < rows; i++) {
-        if (i > first)
+    for (int64_t bl = 0; bl < nb; bl++) {
+        const int64_t i0 = bl * B, i1 = i0 + B < rows ? i0 + B : rows;
+        if (i0 > first || !block_nonfinite(x, i0, i1, d, prec))
             continue;
-        for (int j = 0; j < d; j++)
-            if (!isfinite(row_value(x, i, d, j, prec))) {
-                first = i;
-                break;
-            }
+        for (int64_t i = i0; i < i1 && first == INT64_MAX; i++)   /* the row itself */
+            for (int j = 0; j < d; j++)
+                if (!isfinite(row_value(x, i, d, j, prec))) {
+                    first = i < first ? i : first;
+                    break;
+                }
     }
     if (first == INT64_MAX)
         return -1;
