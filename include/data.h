@@ -24,6 +24,7 @@ typedef struct {
     double *mean, *scale;   /* --standardize: per kept feature */
     double *maxabs;         /* d: max |x_ij| of the preprocessed data, all ranks */
     double mean_variance;   /* mean per-feature variance (the tol scale) */
+    int yinyang_groups;     /* groups of centroids Yinyang uses (fewer under a tight limit) */
     char note[256];         /* a memory-driven algorithm change to report, or "" */
 } km_data;
 
@@ -31,8 +32,9 @@ typedef struct {
 int km_data_open(const km_comm *c, const km_options *opt, km_data *D, km_error *err);
 
 /* Collective: in core or streamed, for k clusters, `threads` threads and
- * strategy *alg; when the strategy's bounds do not fit the limit, *alg falls
- * back (yinyang -> hamerly -> lloyd) and D->note says so. */
+ * strategy *alg; when the strategy's bounds do not fit the limit, Yinyang
+ * first takes fewer groups, then *alg falls back (yinyang -> hamerly ->
+ * lloyd); D->note says what changed. */
 int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int threads,
                  km_algorithm *alg, km_error *err);
 

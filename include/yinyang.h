@@ -14,10 +14,14 @@
 
 typedef struct km_yinyang km_yinyang;
 
+/* The number of groups Ding et al. advise: k / 10 (at least 1). */
 int km_yinyang_groups(int k);
-size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads);
-/* NULL when out of memory. The first pass computes every distance. */
-km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th);
+/* Bytes a rank's Yinyang state takes with t groups. */
+size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t);
+/* With `groups` groups of centroids (fewer save memory: 1 + groups floats a
+ * point; any count gives the same results). NULL when out of memory. The first
+ * pass computes every distance. */
+km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, int groups);
 void km_yinyang_free(km_yinyang *y);
 /* Same contract as km_lloyd_pass (acc also counts the distances computed). */
 int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t *labels,

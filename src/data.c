@@ -61,7 +61,7 @@ static double node_bytes(void)
 
 /* Bytes a rank needs besides its rows: labels, k-means++ distances, the
  * strategy's bounds, accumulators and centroid copies. */
-static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg)
+static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg, int groups)
 {
     const int64_t rows = D->blk.rows, d = D->blk.d;
     const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
@@ -69,7 +69,7 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
     if (alg == KM_ALG_HAMERLY)
         b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
     else if (alg == KM_ALG_YINYANG)
-        b += (double)km_yinyang_bytes(k, (int)d, rows, threads);
+        b += (double)km_yinyang_bytes(k, (int)d, rows, threads, groups);
     return b;
 }
 
@@ -93,16 +93,30 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     const km_algorithm order[3] = {KM_ALG_YINYANG, KM_ALG_HAMERLY, KM_ALG_LLOYD};
     const double stream_min = (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
                                                       opt->transpose) + cache;
+    const int advised = km_yinyang_groups(k);
     int64_t level = asked == KM_ALG_YINYANG ? 0 : asked == KM_ALG_HAMERLY ? 1 : 2;
-    while (level < 2 && fixed_bytes(D, k, threads, order[level]) + fmin(incore, stream_min)
-                            > limit)
-        level++;
+    int64_t groups = advised;   /* Yinyang: halve the groups before giving it up */
+    for (;;) {
+        if (level == 2 || fixed_bytes(D, k, threads, order[level], (int)groups)
+                              + fmin(incore, stream_min) <= limit)
+            break;
+        if (level == 0 && groups > 1)
+            groups /= 2;
+        else
+            level++;
+    }
     level = km_comm_max_i64(c, level);
+    groups = -km_comm_max_i64(c, -groups);
     *alg = order[level];
-    const double fixed = fixed_bytes(D, k, threads, *alg);
+    D->yinyang_groups = (int)groups;
+    const double fixed = fixed_bytes(D, k, threads, *alg, (int)groups);
     if (*alg != asked)
         snprintf(D->note, sizeof D->note, "%s's bounds do not fit --memory-limit; using %s",
                  km_algorithm_name(asked), km_algorithm_name(*alg));
+    else if (*alg == KM_ALG_YINYANG && groups < advised)
+        snprintf(D->note, sizeof D->note, "yinyang with %d group%s of centroids instead of %d "
+                 "to fit --memory-limit (the same results; fewer skipped distances)",
+                 (int)groups, groups > 1 ? "s" : "", advised);
     /* every rank takes the same decision: the one the largest block needs */
     D->streamed = km_comm_max_i64(c, fixed + incore > limit) > 0;
     D->planned_bytes = (int64_t)(fixed + incore);

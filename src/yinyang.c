@@ -56,9 +56,8 @@ int km_yinyang_groups(int k)
     return t < 1 ? 1 : t;
 }
 
-size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads)
+size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t)
 {
-    const int t = km_yinyang_groups(k);
     return sizeof(float) * (size_t)rows * (3 + (size_t)t) + sizeof(double) * (size_t)k * (d + 2)
            + (size_t)threads * (size_t)t * 33;
 }
@@ -92,7 +91,7 @@ void km_yinyang_free(km_yinyang *y)
     free(y);
 }
 
-km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th)
+km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, int groups)
 {
     km_yinyang *y = calloc(1, sizeof *y);
     if (!y)
@@ -100,7 +99,7 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th)
     y->rows = rows;
     y->k = kc->k;
     y->d = kc->d;
-    y->t = km_yinyang_groups(kc->k);
+    y->t = groups < 1 ? 1 : groups > kc->k ? kc->k : groups;
     y->nt = km_threads_count(th);
     const size_t n = rows > 0 ? (size_t)rows : 1;
     y->group = malloc(sizeof(int) * (size_t)y->k);

@@ -97,6 +97,21 @@ class Streaming(unittest.TestCase):
                 self.assertIn("checkpoint: iteration 3", so)
                 assert_same(self, self.ref, out)
 
+    def test_yinyang_takes_fewer_groups(self):
+        # k = 40: 4 groups advised; the limit leaves room for 2, then for none
+        base = ["-i", TMP("m.h5"), "--dataset", "/rows", "-k", "40", "--seed", "3",
+                "--tol", "0", "--max-iter", "10"]
+        ref = TMP("y-ref.h5")
+        self.assertEqual(kmeans(1, base + ["-o", ref, "--algorithm", "lloyd"])[0], 0)
+        for limit, words in (("600K", "yinyang with 2 groups of centroids instead of 4"),
+                             ("400K", "yinyang's bounds do not fit --memory-limit; using")):
+            out = TMP("y-%s.h5" % limit)
+            rc, so, err = kmeans(1, base + ["-o", out, "--algorithm", "yinyang",
+                                            "--memory-limit", limit])
+            self.assertEqual(rc, 0, err)
+            self.assertIn("note: " + words, so)
+            assert_same(self, ref, out)
+
     def test_init_from_rows_streamed(self):
         # --init first/random fetch rows one by one from the stream
         for init in ("first", "random"):
