@@ -63,9 +63,15 @@ kbench: build/kbench
 	OMP_NUM_THREADS=1 ./build/kbench 32 256
 	OMP_NUM_THREADS=2 ./build/kbench 256 64
 
-bench: bin/kmeans
+bench: bin/kmeans build/roofs
 	$(PYTHON) scripts/bench.py
+	$(PYTHON) scripts/bench_kernel.py
 	$(PYTHON) scripts/bench_outofcore.py
+
+# this machine's FMA peak and streaming-read rate, for bench_kernel.py
+build/roofs: scripts/roofs.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $<
 
 # exact pruning vs Lloyd vs scikit-learn (Lloyd, Elkan) to convergence: tens of minutes
 bench-pruned: bin/kmeans

@@ -11,6 +11,7 @@ PKGS=(build-essential pkg-config make
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools libcmocka-dev
       python3-numpy python3-h5py python3-sklearn libopenblas0-pthread
       python3-matplotlib  # scaling plots (scripts/plot_scaling.py)
+      python3-faiss       # the FAISS column of make bench (scripts/bench_kernel.py)
       slurm-wlm munge)    # a throw-away local SLURM for tests/slurm (no daemons are started)
 
 if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then

@@ -135,19 +135,15 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     D->chunk_rows = -km_comm_max_i64(c, -rows);   /* the smallest over ranks */
     D->planned_bytes = (int64_t)(fixed + cache) +
         (int64_t)km_stream_bytes(D->chunk_rows, D->d_raw, D->blk.prec, opt->transpose);
-    if (D->chunk_rows < 1 || (hc && D->chunk_rows < hc && D->chunk_rows < maxrows))
-    {
-        char a[32], b[32], e[32];
-        return km_fail(err, KM_ERR_USAGE, "--memory-limit %s is too small for '%s' in '%s': "
-                       "a rank needs %s for labels, bounds and accumulators plus %s for the "
-                       "smallest chunks (%lld rows of %lld features)",
-                       km_bytes_str(limit, a, sizeof a), opt->dataset, opt->input,
-                       km_bytes_str(fixed, b, sizeof b),
-                       km_bytes_str((double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
-                                                            opt->transpose) + cache, e, sizeof e),
-                       (long long)min_rows, (long long)D->d_raw);
-    }
-    return 0;
+    if (D->chunk_rows >= 1 && !(hc && D->chunk_rows < hc && D->chunk_rows < maxrows))
+        return 0;
+    char a[32], b[32], e[32];
+    return km_fail(err, KM_ERR_USAGE, "--memory-limit %s is too small for '%s' in '%s': a "
+                   "rank needs %s for labels, bounds and accumulators plus %s for the smallest "
+                   "chunks (%lld rows of %lld features)", km_bytes_str(limit, a, sizeof a),
+                   opt->dataset, opt->input, km_bytes_str(fixed, b, sizeof b),
+                   km_bytes_str(stream_min, e, sizeof e), (long long)min_rows,
+                   (long long)D->d_raw);
 }
 
 /* Exact column totals of the source's rows over all ranks (fixed.h):
