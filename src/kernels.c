@@ -11,6 +11,7 @@
 
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
+#define KM_KEEP_SCORES_D 64   /* from this d on, storing the scores costs < 2 % of them */
 
 #if defined(__AVX512F__)
 #define KM_VBYTES 64
@@ -54,6 +55,9 @@ typedef int64_t vi64 __attribute__((vector_size(KM_VBYTES)));
 struct km_workspace {
     void *xt;          /* d x (2 vectors of rows): one transposed row group */
     void *part;        /* partial dot products of a row group between d-blocks */
+    void *scores;      /* kp x (2 vectors of rows): a row group's scores, kept when
+                          d >= KM_KEEP_SCORES_D so a near-tie rechecks only the
+                          centroids it could be; else NULL (recheck all k) */
     int d;
     uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
     int32_t *runcount; /* k: rows in run[c], at most KM_FX_RUN */
@@ -391,6 +395,10 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     const size_t rv = (size_t)rows_per_group(kc->prec), es = prec_size(kc->prec);
     ws->xt = alloc64(rv * (size_t)kc->d * es);
     ws->part = alloc64(rv * CG * es);
+    if (kc->d >= KM_KEEP_SCORES_D && !(ws->scores = alloc64(rv * (size_t)kc->kp * es))) {
+        km_workspace_free(ws);
+        return NULL;
+    }
     ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
     ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
     ws->touched = malloc(sizeof(int) * (size_t)kc->k);
@@ -408,6 +416,7 @@ void km_workspace_free(km_workspace *ws)
         return;
     free(ws->xt);
     free(ws->part);
+    free(ws->scores);
     free(ws->run);
     free(ws->runcount);
     free(ws->touched);

@@ -45,7 +45,7 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
 /* Scores of one row group against centroid group g (CG centroids), j-blocked;
  * partial dot products live in part between j-blocks. Hot loop: 12 FMA chains. */
 static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g,
-                             REAL *restrict part, FN(argmin_state) *st)
+                             REAL *restrict part, FN(argmin_state) *st, REAL *restrict keep)
 {
     const int d = kc->d;
     const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
@@ -77,8 +77,13 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
     }
     const REAL *cn = (const REAL *)kc->cnorm_r + (size_t)g * CG;
     for (int q = 0; q < CG; q++) {
-        FN(argmin_update)(st, 0, cn[q] - 2 * a[0][q], g * CG + q);
-        FN(argmin_update)(st, 1, cn[q] - 2 * a[1][q], g * CG + q);
+        const VEC s0 = cn[q] - 2 * a[0][q], s1 = cn[q] - 2 * a[1][q];
+        FN(argmin_update)(st, 0, s0, g * CG + q);
+        FN(argmin_update)(st, 1, s1, g * CG + q);
+        if (keep) {   /* centroid c's scores at keep[c * RV + lane] */
+            memcpy(keep + (size_t)(g * CG + q) * RV, &s0, sizeof s0);
+            memcpy(keep + (size_t)(g * CG + q) * RV + VL, &s1, sizeof s1);
+        }
     }
 }
 
@@ -144,12 +149,19 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, REAL *restr
  * km_dist_exact's rounding, which the caller applies. */
 static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL second,
                            REAL lim, int bi, int32_t *label, km_acc *acc, km_workspace *ws,
-                           double lb_fast, double *eb, double *lb2)
+                           double lb_fast, double lb_lim, const REAL *sc, double *eb,
+                           double *lb2)
 {
     const int k = kc->k, d = kc->d;
     if (!(second > lim)) {   /* near-tie (or overflow): exact distances decide */
         double e_best = INFINITY, e_second = INFINITY;
+        /* with the row's scores (sc[c * RV]), only the centroids scored within
+         * lim of the best can be nearest: the others are provably farther,
+         * and lb_lim bounds their distances from below */
+        const int some = sc && lim == lim && lim < (REAL)INFINITY;
         for (int c = 0; c < k; c++) {
+            if (some && sc[(size_t)c * RV] > lim)
+                continue;
             double e = km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)c * d);
             if (e < e_best) {
                 e_second = e_best;
@@ -159,7 +171,7 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
                 e_second = e;
             }
         }
-        lb_fast = e_second;
+        lb_fast = some && lb_lim < e_second ? lb_lim : e_second;
     }
     double e = take_row(kc, xr, bi, label, acc, ws);
     if (eb) {
@@ -197,8 +209,9 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             xn[0] += x0 * x0;
             xn[1] += x1 * x1;
         }
+        REAL *keep = ws->scores;
         for (int g = 0; g < ng; g++)
-            FN(group_scores)(kc, xt, g, part, &st);
+            FN(group_scores)(kc, xt, g, part, &st, keep);
         /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
          * (d FMAs), centroids and norms rounded to REAL, the score's rounding.
          * (a + b)^2 <= 2 a^2 + 2 b^2 avoids a square root; the same bound covers
@@ -212,17 +225,19 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             lim[h] = st.b1[h] + (8 * coef) * (xn[h] * grow + cmax2) * slack;
         for (int64_t i = 0; i < nr; i++) {
             const int h = (int)(i / VL), l = (int)(i % VL);
-            double lbf = 0;
+            double lbf = 0, lbl = 0;
             if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
-                           less twice the scores' error bound and xn's rounding */
+                           less twice the scores' error bound and xn's rounding; for the
+                           centroids scored above lim, the same with lim */
                 const double xn64 = (double)xn[h][l];
                 const double err = 2.0 * (double)coef * (xn64 * (double)grow + (double)cmax2)
                                    * (double)slack;
                 lbf = xn64 * (1.0 - 2.0 * (d + 2) * UROUND) + (double)st.b2[h][l] - 2.0 * err;
+                lbl = xn64 * (1.0 - 2.0 * (d + 2) * UROUND) + (double)lim[h][l] - 2.0 * err;
             }
             FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
-                           labels + r0 + i, acc, ws, lbf, eb ? eb + r0 + i : NULL,
-                           lb2 ? lb2 + r0 + i : NULL);
+                           labels + r0 + i, acc, ws, lbf, lbl, keep ? keep + i : NULL,
+                           eb ? eb + r0 + i : NULL, lb2 ? lb2 + r0 + i : NULL);
         }
     }
 }
