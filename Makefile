@@ -54,8 +54,8 @@ test: unit integration slurm-test
 demo:
 	bash scripts/demo.sh
 
-build/kbench: scripts/kbench.c $(LIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+build/kbench: scripts/kbench.c scripts/fma_peak.h $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
 
 kbench: build/kbench
 	OMP_NUM_THREADS=1 ./build/kbench 32 64
@@ -69,7 +69,7 @@ bench: bin/kmeans build/roofs
 	$(PYTHON) scripts/bench_outofcore.py
 
 # this machine's FMA peak and streaming-read rate, for bench_kernel.py
-build/roofs: scripts/roofs.c
+build/roofs: scripts/roofs.c scripts/fma_peak.h
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $<
 

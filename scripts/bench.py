@@ -14,11 +14,9 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
-import sys
 import time
 
-from benchlib import run_kmeans
+from benchlib import bench_data, run_kmeans
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -63,17 +61,11 @@ def main():
     os.environ["OMP_NUM_THREADS"] = str(a.threads)      # before numpy/sklearn load
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
     import h5py
-    import numpy as np
     import sklearn
 
     os.makedirs(os.path.join(ROOT, "data"), exist_ok=True)
     os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (a.n, a.d))
-    if not os.path.exists(path):
-        print("bench: generating %s" % path, flush=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
-                        "--n", str(a.n), "--d", str(a.d), "--kind", "manifold",
-                        "--dtype", "float32", "--seed", "1"], check=True)
+    path = bench_data(a.n, a.d, "bench")
     with h5py.File(path, "r") as f:
         x = f["data"][()]
     i1, i2 = a.iters

@@ -14,27 +14,14 @@ OpenBLAS sgemm on a 4096^2 float32 product (numpy).
 Prints a table and the targets, appends to results/bench-kernel.csv.
 """
 import argparse
-import datetime
 import os
-import platform
 import subprocess
-import sys
 import time
 
-from benchlib import ROOT, run_kmeans
+from benchlib import ROOT, append_csv, bench_data, run_kmeans
 
 SHAPES = {"a": (1_000_000, 32, 64), "b": (10_000, 20_000, 16), "c": (70_000, 784, 64),
           "d": (4_000_000, 16, 4)}
-
-
-def data_file(n, d):
-    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (n, d))
-    if not os.path.exists(path):
-        print("bench-kernel: generating %s" % path, flush=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
-                        "--n", str(n), "--d", str(d), "--kind", "manifold", "--dtype",
-                        "float32", "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
-    return path
 
 
 def roofs(threads):
@@ -96,7 +83,7 @@ def main():
     rows = []
     for s in a.shapes:
         n, d, k = SHAPES[s]
-        path = data_file(n, d)
+        path = bench_data(n, d, "bench-kernel")
         with h5py.File(path, "r") as f:
             x = f["data"][()]
         init = x[:k].copy()
@@ -156,20 +143,14 @@ def main():
                for w in rows if a.threads == 2]
     for name, ok in checks:
         print("target %-34s %s" % (name, "met" if ok else "NOT met"))
-    csv = os.path.join(ROOT, "results", "bench-kernel.csv")
-    new = not os.path.exists(csv)
-    with open(csv, "a") as f:
-        if new:
-            f.write("date,host,shape,n,d,k,threads,ours_s_per_iter,ours_1thread_s_per_iter,"
-                    "sklearn_s_per_iter,faiss_s_per_iter,ours_gflops,fma_gflops,sgemm_gflops,"
-                    "read_roof_gbs,ours_read_gbs,rss_mb,sklearn_version\n")
-        for w in rows:
-            f.write(",".join(str(v) for v in [
-                datetime.datetime.now().isoformat(timespec="seconds"), platform.node(),
-                w["shape"], w["n"], w["d"], w["k"], a.threads, "%.5f" % w["ours"],
-                "%.5f" % w["one"], "%.5f" % w["skl"], "%.5f" % w["fai"], "%.1f" % w["gflops"],
-                r["fma_gflops"], "%.1f" % gemm, r["read_gbs"], "%.2f" % w["read"], w["rss"],
-                sklearn.__version__]) + "\n")
+    append_csv("bench-kernel.csv",
+               "shape,n,d,k,threads,ours_s_per_iter,ours_1thread_s_per_iter,"
+               "sklearn_s_per_iter,faiss_s_per_iter,ours_gflops,fma_gflops,sgemm_gflops,"
+               "read_roof_gbs,ours_read_gbs,rss_mb,sklearn_version",
+               [[w["shape"], w["n"], w["d"], w["k"], a.threads, "%.5f" % w["ours"],
+                 "%.5f" % w["one"], "%.5f" % w["skl"], "%.5f" % w["fai"], "%.1f" % w["gflops"],
+                 r["fma_gflops"], "%.1f" % gemm, r["read_gbs"], "%.2f" % w["read"], w["rss"],
+                 sklearn.__version__] for w in rows])
     print("bench-kernel: appended to results/bench-kernel.csv")
 
 

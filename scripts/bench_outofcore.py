@@ -13,14 +13,13 @@ program itself: what the limit does not count).
 Prints a table and appends one line to results/bench-outofcore.csv.
 """
 import argparse
-import datetime
 import os
-import platform
 import re
 import subprocess
-import sys
 
-from benchlib import run_kmeans
+from benchlib import ROOT, append_csv, bench_data, run_kmeans
+
+DEFAULT_FILE = os.path.join(ROOT, "data", "bench-1000000x32-f32.h5")
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -42,7 +41,7 @@ def dd_seconds(path, bs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--file", default=os.path.join(ROOT, "data", "bench-1000000x32-f32.h5"))
+    ap.add_argument("--file", default=DEFAULT_FILE)
     ap.add_argument("--dataset", default="/data")
     ap.add_argument("--transpose", action="store_true", help="the dataset is d x n")
     ap.add_argument("--k", type=int, default=64)
@@ -56,11 +55,8 @@ def main():
     import h5py
     import numpy as np
 
-    if not os.path.exists(a.file):
-        print("bench: generating %s" % a.file, flush=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), a.file,
-                        "--n", "1000000", "--d", "32", "--kind", "manifold",
-                        "--dtype", "float32", "--seed", "1"], check=True)
+    if a.file == DEFAULT_FILE:
+        bench_data(1_000_000, 32, "bench-outofcore")
     with h5py.File(a.file, "r") as f:
         ds = f[a.dataset]
         shape, nbytes = ds.shape, ds.id.get_storage_size()
@@ -108,19 +104,14 @@ def main():
           "%.1f MB (libraries: outside the limit) -> streamed - baseline = %.1f MB %s the limit"
           % (rss["out"], limit / 1e6, rss["in"], rss["tiny"], rss["out"] - rss["tiny"],
              "within" if (rss["out"] - rss["tiny"]) * 1e6 <= limit * 1.0 else "OVER"))
-    csv = os.path.join(ROOT, "results", "bench-outofcore.csv")
-    new = not os.path.exists(csv)
-    with open(csv, "a") as f:
-        if new:
-            f.write("date,host,file,dataset,layout,shape,k,threads,iters1,iters2,repeat,"
-                    "limit_bytes,outofcore_s_per_iter,incore_s_per_iter,read_s,ratio,"
-                    "rss_out_mb,rss_in_mb,rss_tiny_mb,storage_bytes\n")
-        f.write(",".join(str(v) for v in [
-            datetime.datetime.now().isoformat(timespec="seconds"), platform.node(),
-            os.path.basename(a.file), a.dataset, layout, "x".join(map(str, shape)), a.k,
-            a.threads, i1, i2, a.repeat, limit, "%.5f" % it_out, "%.5f" % it_in,
-            "%.5f" % read, "%.3f" % (it_out / roof), rss["out"], rss["in"], rss["tiny"],
-            nbytes]) + "\n")
+    append_csv("bench-outofcore.csv",
+               "file,dataset,layout,shape,k,threads,iters1,iters2,repeat,limit_bytes,"
+               "outofcore_s_per_iter,incore_s_per_iter,read_s,ratio,rss_out_mb,rss_in_mb,"
+               "rss_tiny_mb,storage_bytes",
+               [[os.path.basename(a.file), a.dataset, layout, "x".join(map(str, shape)), a.k,
+                 a.threads, i1, i2, a.repeat, limit, "%.5f" % it_out, "%.5f" % it_in,
+                 "%.5f" % read, "%.3f" % (it_out / roof), rss["out"], rss["in"], rss["tiny"],
+                 nbytes]])
     print("bench-outofcore: appended to results/bench-outofcore.csv")
 
 

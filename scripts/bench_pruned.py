@@ -19,26 +19,14 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
-import sys
 import time
 
-from benchlib import run_kmeans
+from benchlib import bench_data, run_kmeans
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CASES = {"a": (1_000_000, 32, 64), "b": (70_000, 784, 256), "c": (10_000, 20_000, 16),
          "d": (2_000_000, 3, 512)}
 OURS = ["lloyd", "hamerly", "yinyang"]
-
-
-def dataset(n, d):
-    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (n, d))
-    if not os.path.exists(path):
-        print("bench-pruned: generating %s" % path, flush=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
-                        "--n", str(n), "--d", str(d), "--kind", "manifold", "--dtype",
-                        "float32", "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
-    return path
 
 
 def ours(path, k, alg, max_iter, threads):
@@ -75,7 +63,7 @@ def main():
     csv = os.path.join(ROOT, "results", "bench-pruned.csv")
     for case in a.cases.split(","):
         n, d, k = CASES[case]
-        path = dataset(n, d)
+        path = bench_data(n, d, "bench-pruned")
         print("bench-pruned %s: %d x %d float32, k=%d, init first, tol 0, max %d iterations, "
               "%d threads" % (case, n, d, k, a.max_iter, a.threads), flush=True)
         t, labels, iters = {}, {}, {}

@@ -36,3 +36,33 @@ def run_kmeans(path, k, iters, threads, algorithm="lloyd", extra=(), keep_output
     if not keep_output:
         os.remove(out)
     return wall, s
+
+
+def bench_data(n, d, who):
+    """data/bench-NxD-f32.h5 from the manifold generator (seed 1), made if missing."""
+    import sys
+    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (n, d))
+    if not os.path.exists(path):
+        print("%s: generating %s" % (who, path), flush=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
+                        "--n", str(n), "--d", str(d), "--kind", "manifold", "--dtype",
+                        "float32", "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def append_csv(name, header, rows):
+    """Append rows (lists) to results/NAME, with header first in a new file;
+    each row is prefixed with the date and host."""
+    import datetime
+    import platform
+    path = os.path.join(ROOT, "results", name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    new = not os.path.exists(path)
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    with open(path, "a") as f:
+        if new:
+            f.write("date,host," + header + "\n")
+        for r in rows:
+            f.write(",".join(str(v) for v in [now, platform.node()] + list(r)) + "\n")
+    return path

@@ -7,31 +7,7 @@
 #include <stdlib.h>
 #include "kernels.h"
 
-typedef float v8f __attribute__((vector_size(32)));
-#define KEEP(v) __asm__ volatile("" : "+x"(v))
-
-/* 12 independent 256-bit FMA chains in registers: the FMA roof of one core
- * (12 named variables, so the compiler keeps them out of memory). */
-static double fma_per_ns(void)
-{
-    v8f b = {0}, c = {0};
-    b += 0.5f;
-    c += 0.5f;
-    v8f a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b, a8 = b, a9 = b,
-        a10 = b, a11 = b;
-    const long iters = 100000000;
-    double t = omp_get_wtime();
-    for (long it = 0; it < iters; it++) {
-#define STEP(v) v = v * b + c; KEEP(v)
-        STEP(a0); STEP(a1); STEP(a2); STEP(a3); STEP(a4); STEP(a5);
-        STEP(a6); STEP(a7); STEP(a8); STEP(a9); STEP(a10); STEP(a11);
-#undef STEP
-    }
-    t = omp_get_wtime() - t;
-    v8f z = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
-    KEEP(z);
-    return iters * 12.0 / t / 1e9;
-}
+#include "fma_peak.h"
 
 int main(int argc, char **argv)
 {
@@ -72,11 +48,12 @@ int main(int argc, char **argv)
         t = omp_get_wtime() - t;
         best = t < best ? t : best;
     }
-    const double fma = (double)n * kc.kp * d / 8 / best / 1e9;   /* 8 float lanes */
-    const double peak = fma_per_ns() * omp_get_max_threads();   /* one core x threads */
+    const double gflops = 2.0 * n * kc.kp * d / best / 1e9;
+    const double peak = fma_peak_flops(100000000) * omp_get_max_threads() / 1e9;
     printf("kbench d=%d k=%d n=%lld threads=%d block=%lld: best %.2f ms/pass, "
-           "%.2f 256-bit FMA/ns = %.0f %% of the %.2f peak\n", d, k, (long long)n,
-           omp_get_max_threads(), (long long)br, best * 1e3, fma, 100 * fma / peak, peak);
+           "%.1f GFLOP/s = %.0f %% of the %.0f GFLOP/s peak (%d-bit FMA, one core x "
+           "threads)\n", d, k, (long long)n, omp_get_max_threads(), (long long)br, best * 1e3,
+           gflops, 100 * gflops / peak, peak, FMA_VBYTES * 8);
     km_threads_free(th);
     km_centers_free(&kc);
     km_acc_free(acc);
