@@ -43,4 +43,9 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
 int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *err);
 
 void km_data_free(km_data *D);
+
+/* The tightest memory limit (bytes) of the cgroup named in `self` (the format
+ * of /proc/self/cgroup, v1 or v2) and its ancestors under `root` (normally
+ * /sys/fs/cgroup), or 0 when none is set. */
+double km_cgroup_limit(const char *self, const char *root);
 #endif

@@ -42,20 +42,77 @@ int km_data_open(const km_comm *c, const km_options *opt, km_data *D, km_error *
     return 0;
 }
 
-/* The node's memory: physical, or less under a cgroup (SLURM) limit. */
+/* One cgroup limit file's value, or 0 when absent or unlimited ("max"). */
+static double limit_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    double v = 0;
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1 || v <= 0 || v >= 0x1p62)
+            v = 0;
+        fclose(f);
+    }
+    return v;
+}
+
+double km_cgroup_limit(const char *self, const char *root)
+{
+    FILE *f = fopen(self, "r");
+    char line[4096];
+    double best = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c2 = 0;
+        const char *ctl = c1 + 1, *cg = c2 + 1, *sub, *file;
+        if (!*ctl) {   /* v2: "0::/path" */
+            sub = "";
+            file = "memory.max";
+        } else {       /* v1: "N:a,memory,b:/path" */
+            char list[256];
+            snprintf(list, sizeof list, ",%s,", ctl);
+            if (!strstr(list, ",memory,"))
+                continue;
+            sub = "/memory";
+            file = "memory.limit_in_bytes";
+        }
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", *cg ? cg : "/");
+        for (;;) {   /* the cgroup, then each ancestor up to the root: the tightest rules */
+            char path[8400];
+            snprintf(path, sizeof path, "%s%s%s/%s", root, sub, strcmp(dir, "/") ? dir : "",
+                     file);
+            double v = limit_file(path);
+            if (v > 0 && (best == 0 || v < best))
+                best = v;
+            char *slash = strrchr(dir, '/');
+            if (!slash || !strcmp(dir, "/"))
+                break;
+            if (slash == dir)
+                dir[1] = 0;   /* "/a" -> "/" */
+            else
+                *slash = 0;
+        }
+    }
+    if (f)
+        fclose(f);
+    return best;
+}
+
+/* The node's memory: physical, or less under this job's cgroup limit, or
+ * SLURM_MEM_PER_NODE (MB) when SLURM set it lower. */
 static double node_bytes(void)
 {
     double b = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-    const char *files[] = {"/sys/fs/cgroup/memory.max",
-                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "r");
-        double v;
-        if (f && fscanf(f, "%lf", &v) == 1 && v > 0 && v < b)
-            b = v;
-        if (f)
-            fclose(f);
-    }
+    double cg = km_cgroup_limit("/proc/self/cgroup", "/sys/fs/cgroup");
+    if (cg > 0 && cg < b)
+        b = cg;
+    const char *mem = getenv("SLURM_MEM_PER_NODE");
+    double mb = mem ? atof(mem) : 0;
+    if (mb > 0 && mb * 1048576 < b)
+        b = mb * 1048576;
     return b;
 }
 
