@@ -100,10 +100,13 @@ static int raw_read(stream *st, int64_t first, int64_t n, void *raw, km_error *e
     if (st->fd >= 0) {
         const size_t rowbytes = (size_t)d * st->esize;
         const off_t at = st->data_off + (off_t)(first * rowbytes);
+        /* read ahead: the next rows, or after the last chunk the first ones (the
+           next pass starts there) */
         const int64_t left = sp->rows - first - n, ahead = left < n ? left : n;
+        const off_t next = ahead > 0 ? at + (off_t)(n * rowbytes) : st->data_off;
+        const int64_t nnext = ahead > 0 ? ahead : (first > 0 ? (n < first ? n : first) : 0);
         errno = 0;
-        if (pread_all(st->fd, raw, (size_t)n * rowbytes, at, at + (off_t)(n * rowbytes),
-                      ahead > 0 ? (size_t)ahead * rowbytes : 0))
+        if (pread_all(st->fd, raw, (size_t)n * rowbytes, at, next, (size_t)nnext * rowbytes))
             return km_fail(err, KM_ERR_INPUT, "reading rows %lld-%lld of '%s' in '%s' failed: "
                            "%s", (long long)g, (long long)(g + n - 1), st->dset, st->path,
                            errno ? strerror(errno) : "end of file");
