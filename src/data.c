@@ -101,6 +101,13 @@ double km_cgroup_limit(const char *self, const char *root)
     return best;
 }
 
+/* A stream's HDF5 chunk cache: one of the file's chunks (0 when contiguous). */
+static double cache_bytes(const km_data *D)
+{
+    const double esize = D->blk.prec == KM_F32 ? 4 : 8;
+    return D->hchunk[0] ? fmin((double)D->hchunk[0] * D->hchunk[1] * esize, KM_CACHE_MAX) : 0;
+}
+
 /* The node's memory: physical, or less under this job's cgroup limit, or
  * SLURM_MEM_PER_NODE (MB) when SLURM set it lower. */
 static double node_bytes(void)
@@ -142,7 +149,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     if (opt->transpose)   /* the in-core reader's transposition buffer (h5io.c) */
         incore += fmin(incore, 256.0 * 1048576);
     const int64_t hc = D->hchunk[0];
-    const double cache = hc ? fmin((double)hc * D->hchunk[1] * esize, KM_CACHE_MAX) : 0;
+    const double cache = cache_bytes(D);
     const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */
     const km_algorithm asked = *alg;
     /* the strategy: the first of yinyang, hamerly, lloyd (from the one asked
@@ -321,12 +328,12 @@ static void open_memory_source(km_data *D)
     km_source_memory(&D->src, &D->blk, KM_MEM_CHUNK_BYTES);
 }
 
-/* Statistics of the log1p'd raw features, then the kept features and their
+/* Statistics of the log1p'd raw features, then the d kept features and their
  * scales; the source hands out the final rows afterwards. */
-static int select_and_scale(const km_comm *c, const km_options *opt, km_data *D,
+static int select_and_scale(const km_comm *c, const km_options *opt, km_data *D, int d,
                             const double *rawmax, km_error *err)
 {
-    const int dr = (int)D->d_raw, d = D->blk.d;
+    const int dr = (int)D->d_raw;
     double *mean = malloc(sizeof(double) * dr), *var = malloc(sizeof(double) * dr);
     int *order = malloc(sizeof(int) * dr);
     D->keep = opt->top_variance ? malloc(sizeof(int) * d) : NULL;
@@ -355,6 +362,7 @@ static int select_and_scale(const km_comm *c, const km_options *opt, km_data *D,
             D->src.d = d;
         } else {
             km_prep_apply(&full, D->blk.data, D->blk.rows, D->blk.prec, 1);
+            D->blk.d = d;   /* the rows are d wide from here */
             open_memory_source(D);
         }
         if (!opt->standardize) {   /* the kept columns' statistics are already known */
@@ -375,7 +383,7 @@ static int select_and_scale(const km_comm *c, const km_options *opt, km_data *D,
 /* Column maxima and the tol scale of the final rows. */
 static int final_stats(const km_comm *c, km_data *D, km_error *err)
 {
-    const int d = D->blk.d;
+    const int d = D->src.d;   /* the width the source hands out */
     double *mean = malloc(sizeof(double) * d), *var = malloc(sizeof(double) * d);
     if (!mean || !var)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for feature statistics", c->rank);
@@ -404,38 +412,31 @@ int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *
         return err->code;
     }
     if (D->streamed) {
-        int64_t hc = D->hchunk[0];
-        size_t esize = D->blk.prec == KM_F32 ? 4 : 8;
+        const int64_t hc = D->hchunk[0];
         km_stream_spec spec = {
             .path = opt->input, .dset = opt->dataset, .transposed = opt->transpose,
             .first = D->blk.first, .rows = D->blk.rows, .d_raw = dr, .prec = D->blk.prec,
             .chunk_rows = D->chunk_rows, .phase = hc ? D->blk.first % D->chunk_rows : 0,
-            .block = hc,
-            .cache_bytes = hc ? (size_t)fmin((double)hc * D->hchunk[1] * esize, KM_CACHE_MAX)
-                              : 0,
-            .prep = &D->prep};
+            .block = hc, .cache_bytes = (size_t)cache_bytes(D), .prep = &D->prep};
         km_source_stream(&D->src, &spec, err);
-        D->src.d = dr;
-    } else {
-        km_block meta = D->blk;
+    } else {   /* blk.d is the file's width while the rows are that wide */
         int64_t chunk[2];
         if (!km_read_block(c, opt->input, opt->dataset, opt->transpose, 1, &D->blk, chunk,
                            err)) {
             km_prep_apply(&D->prep, D->blk.data, D->blk.rows, D->blk.prec, 1);
             open_memory_source(D);
         }
-        D->blk.d = meta.d;   /* km_read_block set the file's width */
-        D->src.d = dr;
     }
     int rc = km_comm_agree(c, err);
     if (!rc)
         rc = scan(c, opt, D, select ? rawmax : D->maxabs, err);
     if (!rc && select)
-        rc = select_and_scale(c, opt, D, rawmax, err);
+        rc = select_and_scale(c, opt, D, d, rawmax, err);
     if (!rc && opt->standardize)
         rc = scan(c, opt, D, D->maxabs, err);
     if (!rc && (!select || opt->standardize))
         rc = final_stats(c, D, err);
+    D->blk.d = d;
     free(rawmax);
     return rc;
 }

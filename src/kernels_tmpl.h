@@ -158,7 +158,7 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
         /* with the row's scores (sc[c * RV]), only the centroids scored within
          * lim of the best can be nearest: the others are provably farther,
          * and lb_lim bounds their distances from below */
-        const int some = sc && lim == lim && lim < (REAL)INFINITY;
+        const int some = sc && isfinite(lim);
         for (int c = 0; c < k; c++) {
             if (some && sc[(size_t)c * RV] > lim)
                 continue;
