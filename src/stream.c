@@ -181,12 +181,11 @@ static void *io_main(void *arg)
             break;
         const int b = st->req_buf;
         const int64_t first = st->req_first, n = st->req_n;
-        const unsigned gen = st->gen;
         pthread_mutex_unlock(&st->mu);
         km_error e = {0};
         int rc = raw_read(st, first, n, st->buf[b], &e);
         pthread_mutex_lock(&st->mu);
-        st->have[b] = rc ? (held){0, 0, 0, 0} : (held){first, n, gen, 0};
+        st->have[b] = rc ? (held){0, 0, 0, 0} : (held){first, n, 0, 0};   /* raw */
         /* a failed read-ahead leaves the buffer empty: get() reads it again
            and reports the error itself */
         st->pending = 0;
