@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <hdf5.h>
-#include "h5io.h"
 #include "source.h"
 
 typedef struct {
