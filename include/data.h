@@ -23,6 +23,7 @@ typedef struct {
     int *keep;              /* --top-variance: the d kept features, ascending */
     double *mean, *scale;   /* --standardize: per kept feature */
     double *maxabs;         /* d: max |x_ij| of the preprocessed data, all ranks */
+    double *colmean;        /* d: the column means of the same (the inertia's center) */
     double mean_variance;   /* mean per-feature variance (the tol scale) */
     int yinyang_groups;     /* groups of centroids Yinyang uses (fewer under a tight limit) */
     char note[256];         /* a memory-driven algorithm change to report, or "" */

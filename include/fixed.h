@@ -20,6 +20,8 @@ typedef __int128 km_i128;
 #define KM_FX_MAGIC 0x1.8p52                 /* 1.5 * 2^52 */
 #define KM_FX_MAGIC_BITS 0x4338000000000000ULL
 #define KM_FX_TOP 50                          /* |scaled element| < 2^50 */
+#define KM_FX_QTOP 80                         /* a row's scaled ||x - center||^2 < 2^80:
+                                                 2^47 rows still fit an __int128 */
 #define KM_FX_RUN 4096                        /* rows per uint64 run: 2^12 * 2^50 < 2^63 */
 
 /* 2^(top - e) where |v| <= maxabs < 2^e: scaled values stay below 2^top. */

@@ -30,34 +30,47 @@ typedef struct {
     double cmax;           /* max ||c|| */
     double *maxabs;        /* d: max |x_ij| over the whole dataset (all ranks) */
     double *xscale;        /* d: fixed-point scale of the sums (fixed.h) */
-    double iscale;         /* fixed-point scale of the per-row distances */
+    double *center;        /* d: the column means, on the grid of xscale (the
+                              inertia's reference point: it keeps cancellation small) */
+    int64_t *center_fx;    /* d: the same as integers, center[j] * xscale[j] */
+    double qscale;         /* fixed-point scale of ||x - center||^2 */
 } km_centers;
 
-/* Per-thread (and per-rank) exact totals of an assignment pass. */
+/* Exact cluster totals, kept up to date by moves. A pass adds to its km_acc
+ * only what changes: a row that keeps its label adds nothing; a row that moves
+ * is taken out of its old cluster (unless its label was -1) and put into its
+ * new one. Summed over the passes since the labels were all -1, that is the
+ * totals of the current labels: integers, so in any order the same bits. */
 typedef struct {
     int k, d;
     km_i128 *sums;         /* k x d, in units of 1 / xscale[j] */
-    km_i128 inertia;       /* in units of 1 / iscale */
+    km_i128 *sq;           /* k: sum of ||x - center||^2, in units of 1 / qscale */
     double *counts;        /* k (exact integers) */
-    double changed;
-    double distances;      /* point-centroid distances computed to assign */
+    double changed;        /* rows that moved in this pass */
+    double distances;      /* point-centroid distances computed to assign, this pass */
 } km_acc;
 
 km_acc *km_acc_new(int k, int d);
 void km_acc_free(km_acc *a);
 void km_acc_clear(km_acc *a);
+/* Zero only the per-pass counts (changed, distances): the totals carry on. */
+void km_acc_clear_pass(km_acc *a);
 void km_acc_add(km_acc *dst, const km_acc *src);
 /* Doubles an allreduce of the pass carries with `limbs` limbs per value. */
 size_t km_acc_pack_len(int k, int d, int limbs);
 void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf);
-/* The allreduced buffer -> the km_acc_len result layout, in data units. */
+/* The allreduced buffer -> the km_acc_len result layout, in data units. The
+ * inertia of the labels against kc's centroids is derived from the exact
+ * totals: per cluster sq - 2 (c - center).(S - n center) + n ||c - center||^2,
+ * evaluated in float64 in one fixed order (the same bits on every rank). */
 void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res);
 
 int km_panel_width(km_precision prec);
 int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *err);
 /* maxabs[j] = max |x_ij| over every row of every rank (the same everywhere):
- * fixes the scales of the exact sums. Call once before km_centers_load. */
-void km_centers_set_range(km_centers *kc, const double *maxabs);
+ * fixes the scales of the exact sums; mean (d, or NULL for 0) is the column
+ * mean, the inertia's reference point. Call once before km_centers_load. */
+void km_centers_set_range(km_centers *kc, const double *maxabs, const double *mean);
 void km_centers_load(km_centers *kc, const double *c64);
 void km_centers_free(km_centers *kc);
 
@@ -70,9 +83,8 @@ void km_workspace_free(km_workspace *ws);
 int64_t km_default_block_rows(int d, int k, km_precision prec);
 
 /* Assign rows [0, rows) of x (row-major, rows <= block_rows of ws) to their
- * nearest centroid (ties: lowest index), update labels, and add sums, counts,
- * inertia (float64 direct-form distances, summed exactly) and the number of
- * changed labels to acc. */
+ * nearest centroid (ties: lowest index), update labels, and add the moves to
+ * acc (see km_acc). */
 void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws);
 
@@ -82,16 +94,10 @@ void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
  * km_dist_exact ((d + 8) 2^-52 is safe). For the pruned strategies. */
 void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                             km_acc *acc, km_workspace *ws, double *eb, double *lb2);
-/* Row xr is known to belong to cluster c: add it to acc exactly as the kernel
- * would (sums, count, inertia, changed label); returns its exact distance. */
-double km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
-                   km_workspace *ws);
-/* km_take_row for rows[0..n) of x, each to the cluster its label already names. */
-void km_take_rows(const km_centers *kc, const void *x, const int64_t *rows, int64_t n,
-                  int32_t *labels, km_acc *acc, km_workspace *ws);
-/* The same when e = km_dist_exact(xr, c) is already known (adds only the sums). */
-void km_take_row_dist(const km_centers *kc, const void *xr, int c, double e, int32_t *label,
-                      km_acc *acc, km_workspace *ws);
+/* Row xr's label becomes c: when that is a move, add it to acc exactly as the
+ * kernel would (out of *label's cluster, into c's, one changed label). */
+void km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
+                 km_workspace *ws);
 
 /* Threads of one rank: a workspace and a km_acc per OpenMP thread,
  * allocated once per run. */

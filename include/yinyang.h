@@ -5,7 +5,8 @@
  * bound on the distance to its centroid and one lower bound per group, moved
  * each pass by the group's largest drift. A point passes a global test (no group
  * can hold a nearer centroid) or only the groups that fail their test are
- * searched. Same labels, sums, inertia and changed counts as km_lloyd_pass, bit
+ * searched; a point whose tests leave most centroids in doubt goes through the
+ * blocked kernel with the others of its block. Same labels, sums, inertia and changed counts as km_lloyd_pass, bit
  * for bit (see yinyang.c for why). Bounds cost (t + 1) floats per point. */
 #ifndef KM_YINYANG_H
 #define KM_YINYANG_H
@@ -17,7 +18,8 @@ typedef struct km_yinyang km_yinyang;
 /* The number of groups Ding et al. advise: k / 10 (at least 1). */
 int km_yinyang_groups(int k);
 /* Bytes a rank's Yinyang state takes with t groups. */
-size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t);
+size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t, int64_t block_rows,
+                        km_precision prec);
 /* With `groups` groups of centroids (fewer save memory: 1 + groups floats a
  * point; any count gives the same results). NULL when out of memory. The first
  * pass computes every distance. */

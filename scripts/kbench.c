@@ -36,7 +36,7 @@ int main(int argc, char **argv)
         return 1;
     }
     km_column_maxabs(x, n, d, KM_F32, maxabs);
-    km_centers_set_range(&kc, maxabs);
+    km_centers_set_range(&kc, maxabs, NULL);
     km_centers_load(&kc, c);
     const int64_t br = km_default_block_rows(d, k, KM_F32);
     km_threads *th = km_threads_new(&kc, br);

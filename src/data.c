@@ -133,7 +133,7 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
     if (alg == KM_ALG_HAMERLY)
         b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
     else if (alg == KM_ALG_YINYANG)
-        b += (double)km_yinyang_bytes(k, (int)d, rows, threads, groups);
+        b += (double)km_yinyang_bytes(k, (int)d, rows, threads, groups, br, D->blk.prec);
     return b;
 }
 
@@ -369,6 +369,7 @@ static int select_and_scale(const km_comm *c, const km_options *opt, km_data *D,
             double s = 0;
             for (int j = 0; j < d; j++) {
                 D->maxabs[j] = rawmax[order[j]];
+                D->colmean[j] = mean[order[j]];
                 s += var[order[j]];
             }
             D->mean_variance = s / d;
@@ -392,6 +393,7 @@ static int final_stats(const km_comm *c, km_data *D, km_error *err)
         for (int j = 0; j < d; j++)
             s += var[j];
         D->mean_variance = s / d;
+        memcpy(D->colmean, mean, sizeof(double) * (size_t)d);
     }
     free(mean);
     free(var);
@@ -404,8 +406,9 @@ int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *
     const int select = opt->top_variance || opt->standardize;
     D->prep = (km_prep){.log1p = opt->log1p, .d_in = dr, .d_out = dr};
     D->maxabs = malloc(sizeof(double) * (size_t)(dr > d ? dr : d));
+    D->colmean = calloc((size_t)(dr > d ? dr : d), sizeof(double));
     double *rawmax = malloc(sizeof(double) * (size_t)dr);
-    if (!D->maxabs || !rawmax)
+    if (!D->maxabs || !D->colmean || !rawmax)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for column maxima", c->rank);
     if (km_comm_agree(c, err)) {
         free(rawmax);
@@ -450,6 +453,7 @@ void km_data_free(km_data *D)
     free(D->mean);
     free(D->scale);
     free(D->maxabs);
+    free(D->colmean);
     D->keep = NULL;
-    D->mean = D->scale = D->maxabs = NULL;
+    D->mean = D->scale = D->maxabs = D->colmean = NULL;
 }

@@ -27,7 +27,7 @@ typedef struct {
     km_hamerly *ham;   /* the Hamerly strategy's bounds, or NULL */
     km_yinyang *yy;    /* the Yinyang strategy's bounds, or NULL */
     km_source *src;    /* the rows, chunk by chunk (data.c) */
-    km_acc *tot;       /* this rank's exact totals of a pass */
+    km_acc *tot;       /* this rank's exact totals of its labels (each pass adds its moves) */
     double *pack;      /* tot as limbs + the flags below: the allreduce buffer */
     size_t pack_len;
     int limbs, bits;   /* fixed.h limb layout for this many ranks */
@@ -50,7 +50,7 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     st->passes++;
     double t0 = km_now();
     km_centers_load(&st->kc, centroids);
-    km_acc_clear(st->tot);
+    km_acc_clear_pass(st->tot);   /* the totals carry on: a pass adds its moves */
     int rc = st->yy    ? km_yinyang_pass(st->yy, st->src, &st->kc, labels, st->th, st->tot, err)
              : st->ham ? km_hamerly_pass(st->ham, st->src, &st->kc, labels, st->th, st->tot, err)
                        : km_lloyd_pass(st->src, &st->kc, labels, st->th, st->tot, err);
@@ -196,13 +196,13 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
                     "rows (%.2f GB; --algorithm hamerly needs 2 floats a row)", c->rank,
                     (long long)blk->rows,
                     km_yinyang_bytes(k, blk->d, blk->rows, km_threads_count(st->th),
-                                     D->yinyang_groups) / 1e9);
+                                     D->yinyang_groups, block_rows, blk->prec) / 1e9);
     }
     if (km_comm_agree(c, err))
         return err->code;
     /* the scales of the exact sums: max |x_ij| over all ranks */
     memcpy(st->kc.maxabs, D->maxabs, sizeof(double) * (size_t)blk->d);
-    km_centers_set_range(&st->kc, st->kc.maxabs);
+    km_centers_set_range(&st->kc, st->kc.maxabs, D->colmean);
     return 0;
 }
 

@@ -176,8 +176,9 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
 }
 
 /* Rows [r0, r0 + nr) of the chunk starting at local row `first`. First the
- * moved bounds of every row (a loop without calls), then the rows they keep go
- * to their cluster in one call, the others are tightened with their one exact
+ * moved bounds of every row (a loop without calls): a row they keep in its
+ * cluster costs nothing more (the totals only change by moves, kernels.h), and
+ * its row is not even read. The others are tightened with their one exact
  * distance, and those still in doubt are gathered for the kernel. */
 static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
                          int64_t r0, int64_t nr, int32_t *labels, km_acc *acc,
@@ -202,7 +203,6 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         else
             b->rest[nrest++] = i;
     }
-    km_take_rows(kc, x, b->kept, nk, labels + first, acc, ws);
     for (int64_t j = 0; j < nk; j++) {   /* u stays the moved bound: no square root */
         const int64_t i = b->kept[j];
         h->upper[first + i] = km_up_f(b->ub[i - r0]);
@@ -213,13 +213,12 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         const int a = labels[g];
         const char *xr = x + (size_t)i * rowbytes;
         const double l = b->lb[i - r0];
-        /* tighten u with the one exact distance (the inertia needs it anyway) */
+        /* tighten u with the one exact distance */
         const double e = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)a * h->d);
         const double u = sqrt(e) * (1 + m);
         acc->distances += 1;
         const double z = max2d(l, (h->sep[a] - u) * shrink);
         if (u * (1 + m) < z * (1 - m)) {
-            km_take_row_dist(kc, xr, a, e, labels + g, acc, ws);
             h->upper[g] = km_up_f(u);
             h->lower[g] = km_down_f(l);
             continue;

@@ -60,11 +60,10 @@ struct km_workspace {
                           centroids it could be; else NULL (recheck all k) */
     int d;
     uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
-    int32_t *runcount; /* k: rows in run[c], at most KM_FX_RUN */
+    int32_t *runcount; /* k: rows added to or taken from run[c], at most KM_FX_RUN */
+    int32_t *net;      /* k: rows added minus rows taken (the bits' offset) */
     int *touched;      /* clusters with runcount > 0 */
     int ntouched;
-    uint64_t irun;     /* the same for the distances (inertia) */
-    int32_t irows;
 };
 
 static void *alloc64(size_t bytes)
@@ -107,6 +106,17 @@ static inline void run_add4(uint64_t *run, const double *scale, int j, v4d x)
     memcpy(run + j, &r, sizeof r);
 }
 
+static inline void run_sub4(uint64_t *run, const double *scale, int j, v4d x)
+{
+    v4d sc, y;
+    v4u r;
+    memcpy(&sc, scale + j, sizeof sc);
+    y = x * sc + KM_FX_MAGIC;
+    memcpy(&r, run + j, sizeof r);
+    r -= (v4u)y;
+    memcpy(run + j, &r, sizeof r);
+}
+
 /* fp-contract=off: the compiler versions the loop for run == NULL and != NULL
  * and could fuse a multiply-add in one version and not the other, so the same
  * distance would differ by an ulp between km_dist_exact and take_row; the
@@ -145,7 +155,7 @@ static inline double dist_row(const void *restrict x, const double *restrict c, 
 static void flush_cluster(km_workspace *ws, km_acc *acc, int c)
 {
     const int d = ws->d;
-    const uint64_t off = (uint64_t)ws->runcount[c] * KM_FX_MAGIC_BITS;
+    const uint64_t off = (uint64_t)(int64_t)ws->net[c] * KM_FX_MAGIC_BITS;   /* mod 2^64 */
     uint64_t *run = ws->run + (size_t)c * d;
     km_i128 *sum = acc->sums + (size_t)c * d;
     for (int j = 0; j < d; j++) {
@@ -153,13 +163,7 @@ static void flush_cluster(km_workspace *ws, km_acc *acc, int c)
         run[j] = 0;
     }
     ws->runcount[c] = 0;
-}
-
-static void flush_inertia(km_workspace *ws, km_acc *acc)
-{
-    acc->inertia += (int64_t)(ws->irun - (uint64_t)ws->irows * KM_FX_MAGIC_BITS);
-    ws->irun = 0;
-    ws->irows = 0;
+    ws->net[c] = 0;
 }
 
 /* Everything the workspace still holds goes into acc. */
@@ -169,84 +173,65 @@ static void flush_runs(km_workspace *ws, km_acc *acc)
         if (ws->runcount[ws->touched[t]])
             flush_cluster(ws, acc, ws->touched[t]);
     ws->ntouched = 0;
-    flush_inertia(ws, acc);
 }
 
-/* run += x as fixed-point bits, in the same lanes and order as dist_row's. */
-static inline void add_row(const void *restrict x, int d, km_precision prec,
-                           const double *restrict scale, uint64_t *restrict run)
+/* Room in cluster c's run for one more row added or taken. */
+static inline uint64_t *open_run(km_workspace *ws, km_acc *acc, int c)
 {
-    int j = 0;
-    for (; j + 8 <= d; j += 8) {
-        run_add4(run, scale, j, load4(x, j, prec));
-        run_add4(run, scale, j + 4, load4(x, j + 4, prec));
-    }
-    for (; j < d; j++) {
-        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
-        run[j] += km_fx_bits(xj, scale[j]);
-    }
-}
-
-/* Row x goes to cluster c: its fixed-point sums, count, exact distance. Runs
- * stay in the workspace until KM_FX_RUN rows or flush_runs. With known != NULL,
- * *known is that distance (km_dist_exact's, computed by the caller) and only the
- * sums are added; otherwise one fused pass computes both. */
-static inline double take_row_known(const km_centers *kc, const void *xr, int c,
-                                    const double *known, int32_t *label, km_acc *acc,
-                                    km_workspace *ws)
-{
-    const int d = kc->d;
     if (ws->runcount[c] == 0)
         ws->touched[ws->ntouched++] = c;
     else if (ws->runcount[c] == KM_FX_RUN)
         flush_cluster(ws, acc, c);   /* stays in touched */
-    if (ws->irows == KM_FX_RUN)
-        flush_inertia(ws, acc);
-    uint64_t *run = ws->run + (size_t)c * d;
-    double e;
-    if (known) {
-        add_row(xr, d, kc->prec, kc->xscale, run);
-        e = *known;
-    } else {
-        e = dist_row(xr, kc->c64 + (size_t)c * d, d, kc->prec, kc->xscale, run);
-    }
     ws->runcount[c]++;
-    ws->irun += km_fx_bits(e, kc->iscale);
-    ws->irows++;
+    return ws->run + (size_t)c * ws->d;
+}
+
+/* run -= x as fixed-point bits, the same values dist_row adds. */
+static inline void sub_row(const void *restrict x, int d, km_precision prec,
+                           const double *restrict scale, uint64_t *restrict run)
+{
+    int j = 0;
+    for (; j + 8 <= d; j += 8) {
+        run_sub4(run, scale, j, load4(x, j, prec));
+        run_sub4(run, scale, j + 4, load4(x, j + 4, prec));
+    }
+    for (; j < d; j++) {
+        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
+        run[j] -= km_fx_bits(xj, scale[j]);
+    }
+}
+
+/* Row x's label becomes c. A row that stays costs nothing; a row that moves
+ * is added to c's run and taken from its old cluster's: its fixed-point
+ * values, its count and its ||x - center||^2 (one number, so the totals give
+ * the inertia of any centroids, km_acc_unpack). The values taken are those once
+ * added: they depend on the row alone. */
+static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
+                            km_acc *acc, km_workspace *ws)
+{
+    const int old = *label;
+    if (old == c)
+        return;
+    const int d = kc->d;
+    const double q = dist_row(xr, kc->center, d, kc->prec, kc->xscale, open_run(ws, acc, c));
+    const km_i128 qi = (km_i128)nearbyint(q * kc->qscale);   /* exact: < 2^KM_FX_QTOP */
+    ws->net[c]++;
+    acc->sq[c] += qi;
     acc->counts[c] += 1.0;
-    if (*label != c) {
-        acc->changed += 1.0;
-        *label = c;
+    if (old >= 0) {
+        sub_row(xr, d, kc->prec, kc->xscale, open_run(ws, acc, old));
+        ws->net[old]--;
+        acc->sq[old] -= qi;
+        acc->counts[old] -= 1.0;
     }
-    return e;
+    acc->changed += 1.0;
+    *label = c;
 }
 
-static inline double take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
-                              km_acc *acc, km_workspace *ws)
+void km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
+                 km_workspace *ws)
 {
-    return take_row_known(kc, xr, c, NULL, label, acc, ws);
-}
-
-double km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,
-                   km_workspace *ws)
-{
-    return take_row(kc, xr, c, label, acc, ws);
-}
-
-void km_take_rows(const km_centers *kc, const void *x, const int64_t *rows, int64_t n,
-                  int32_t *labels, km_acc *acc, km_workspace *ws)
-{
-    const size_t rowbytes = (size_t)kc->d * prec_size(kc->prec);
-    for (int64_t j = 0; j < n; j++) {
-        const int64_t i = rows[j];
-        take_row(kc, (const char *)x + (size_t)i * rowbytes, labels[i], labels + i, acc, ws);
-    }
-}
-
-void km_take_row_dist(const km_centers *kc, const void *xr, int c, double e, int32_t *label,
-                      km_acc *acc, km_workspace *ws)
-{
-    take_row_known(kc, xr, c, &e, label, acc, ws);
+    take_row(kc, xr, c, label, acc, ws);
 }
 
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c)
@@ -310,7 +295,11 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
     kc->cnorm_r = alloc64((size_t)kc->kp * prec_size(prec));
     kc->maxabs = calloc((size_t)d, sizeof(double));
     kc->xscale = malloc(sizeof(double) * (size_t)d);
-    if (!kc->panels || !kc->cnorm || !kc->cnorm_r || !kc->maxabs || !kc->xscale) {
+    kc->center = calloc((size_t)d, sizeof(double));
+    kc->center_fx = calloc((size_t)d, sizeof(int64_t));
+    kc->qscale = 1.0;
+    if (!kc->panels || !kc->cnorm || !kc->cnorm_r || !kc->maxabs || !kc->xscale || !kc->center
+        || !kc->center_fx) {
         km_centers_free(kc);
         return km_fail(err, KM_ERR_MEMORY, "out of memory for %d x %d centroids", k, d);
     }
@@ -319,12 +308,18 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
     return 0;
 }
 
-void km_centers_set_range(km_centers *kc, const double *maxabs)
+void km_centers_set_range(km_centers *kc, const double *maxabs, const double *mean)
 {
+    double bound = 0;   /* ||x - center||^2 <= sum_j (maxabs_j + |center_j|)^2 */
     for (int j = 0; j < kc->d; j++) {
         kc->maxabs[j] = maxabs[j];
         kc->xscale[j] = km_fx_scale(maxabs[j], KM_FX_TOP);
+        const double m = mean && isfinite(mean[j]) && fabs(mean[j]) <= maxabs[j] ? mean[j] : 0;
+        kc->center_fx[j] = (int64_t)nearbyint(m * kc->xscale[j]);   /* |.| <= 2^50 */
+        kc->center[j] = (double)kc->center_fx[j] / kc->xscale[j];
+        bound += (maxabs[j] + fabs(kc->center[j])) * (maxabs[j] + fabs(kc->center[j]));
     }
+    kc->qscale = km_fx_scale(bound * (1 + 0x1p-40), KM_FX_QTOP);
 }
 
 void km_centers_load(km_centers *kc, const double *c64)
@@ -343,15 +338,6 @@ void km_centers_load(km_centers *kc, const double *c64)
         if (sqrt(s) > kc->cmax)
             kc->cmax = sqrt(s);
     }
-    /* every distance is below sum_j (|x|max_j + |c|max_j)^2: 2^60 after scaling */
-    double bound = 0;
-    for (int j = 0; j < kc->d; j++) {
-        double m = kc->maxabs[j];
-        for (int c = 0; c < kc->k; c++)
-            m = fmax(m, fabs(c64[(size_t)c * kc->d + j]));
-        bound += 4 * m * m;
-    }
-    kc->iscale = km_fx_scale(bound * (1 + 0x1p-40), KM_FX_TOP);
     if (kc->prec == KM_F32)
         load_panels_f32(kc, c64);
     else
@@ -365,7 +351,10 @@ void km_centers_free(km_centers *kc)
     free(kc->cnorm_r);
     free(kc->maxabs);
     free(kc->xscale);
-    kc->maxabs = kc->xscale = NULL;
+    free(kc->center);
+    free(kc->center_fx);
+    kc->maxabs = kc->xscale = kc->center = NULL;
+    kc->center_fx = NULL;
     kc->panels = NULL;
     kc->cnorm = NULL;
     kc->cnorm_r = NULL;
@@ -401,9 +390,10 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     }
     ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
     ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
+    ws->net = calloc((size_t)kc->k, sizeof(int32_t));
     ws->touched = malloc(sizeof(int) * (size_t)kc->k);
     ws->d = kc->d;
-    if (!ws->xt || !ws->part || !ws->run || !ws->runcount || !ws->touched) {
+    if (!ws->xt || !ws->part || !ws->run || !ws->runcount || !ws->net || !ws->touched) {
         km_workspace_free(ws);
         return NULL;
     }
@@ -419,6 +409,7 @@ void km_workspace_free(km_workspace *ws)
     free(ws->scores);
     free(ws->run);
     free(ws->runcount);
+    free(ws->net);
     free(ws->touched);
     free(ws);
 }
@@ -547,8 +538,9 @@ km_acc *km_acc_new(int k, int d)
     a->k = k;
     a->d = d;
     a->sums = calloc((size_t)k * d, sizeof(km_i128));
+    a->sq = calloc((size_t)k, sizeof(km_i128));
     a->counts = calloc((size_t)k, sizeof(double));
-    if (!a->sums || !a->counts) {
+    if (!a->sums || !a->sq || !a->counts) {
         km_acc_free(a);
         return NULL;
     }
@@ -560,6 +552,7 @@ void km_acc_free(km_acc *a)
     if (!a)
         return;
     free(a->sums);
+    free(a->sq);
     free(a->counts);
     free(a);
 }
@@ -567,8 +560,13 @@ void km_acc_free(km_acc *a)
 void km_acc_clear(km_acc *a)
 {
     memset(a->sums, 0, sizeof(km_i128) * (size_t)a->k * a->d);
+    memset(a->sq, 0, sizeof(km_i128) * (size_t)a->k);
     memset(a->counts, 0, sizeof(double) * (size_t)a->k);
-    a->inertia = 0;
+    km_acc_clear_pass(a);
+}
+
+void km_acc_clear_pass(km_acc *a)
+{
     a->changed = 0;
     a->distances = 0;
 }
@@ -578,44 +576,60 @@ void km_acc_add(km_acc *dst, const km_acc *src)
     const size_t kd = (size_t)dst->k * dst->d;
     for (size_t i = 0; i < kd; i++)
         dst->sums[i] += src->sums[i];
-    for (int c = 0; c < dst->k; c++)
+    for (int c = 0; c < dst->k; c++) {
         dst->counts[c] += src->counts[c];
-    dst->inertia += src->inertia;
+        dst->sq[c] += src->sq[c];
+    }
     dst->changed += src->changed;
     dst->distances += src->distances;
 }
 
-/* Buffer: (k*d sums + inertia) x limbs, then k counts, changed, distances. */
+/* Buffer: (k*d sums + k sq) x limbs, then k counts, changed, distances. */
 size_t km_acc_pack_len(int k, int d, int limbs)
 {
-    return ((size_t)k * d + 1) * limbs + k + 2;
+    return ((size_t)k * d + k) * limbs + k + 2;
 }
 
 void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
 {
-    const size_t kd = (size_t)a->k * a->d;
+    const size_t kd = (size_t)a->k * a->d, tail = (kd + a->k) * limbs;
     km_fx_pack(a->sums, kd, limbs, bits, buf);
-    km_fx_pack(&a->inertia, 1, limbs, bits, buf + kd * limbs);
-    memcpy(buf + (kd + 1) * limbs, a->counts, sizeof(double) * (size_t)a->k);
-    buf[(kd + 1) * limbs + a->k] = a->changed;
-    buf[(kd + 1) * limbs + a->k + 1] = a->distances;
+    km_fx_pack(a->sq, (size_t)a->k, limbs, bits, buf + kd * limbs);
+    memcpy(buf + tail, a->counts, sizeof(double) * (size_t)a->k);
+    buf[tail + a->k] = a->changed;
+    buf[tail + a->k + 1] = a->distances;
 }
 
 void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res)
 {
     const int k = kc->k, d = kc->d;
-    const size_t kd = (size_t)k * d;
-    for (size_t i = 0; i < kd; i++) {
-        km_i128 v;
-        km_fx_unpack(buf + i * limbs, 1, limbs, bits, &v);
-        res[i] = km_fx_value(v, kc->xscale[i % d]);
+    const size_t kd = (size_t)k * d, tail = (kd + k) * limbs;
+    memcpy(km_acc_counts(res, k, d), buf + tail, sizeof(double) * (size_t)k);
+    long double inertia = 0;   /* x87 extended: the terms about the center cancel */
+    for (int c = 0; c < k; c++) {
+        const double n = res[kd + c];
+        long double dot = 0, cc = 0;
+        for (int j = 0; j < d; j++) {
+            km_i128 v;
+            km_fx_unpack(buf + ((size_t)c * d + j) * limbs, 1, limbs, bits, &v);
+            res[(size_t)c * d + j] = km_fx_value(v, kc->xscale[j]);
+            /* the cluster's sum about the center, exact until this one rounding */
+            const long double s = (long double)(v - (km_i128)(int64_t)n * kc->center_fx[j])
+                                  / kc->xscale[j];
+            const long double cj = (long double)kc->c64[(size_t)c * d + j] - kc->center[j];
+            dot += cj * s;
+            cc += cj * cj;
+        }
+        km_i128 q;
+        km_fx_unpack(buf + (kd + c) * limbs, 1, limbs, bits, &q);
+        /* sum over its rows of ||x - c||^2 = ||x - center||^2 - 2 (c - center).(x - center)
+         * + ||c - center||^2; rounding can take a tight cluster a hair below 0 */
+        const long double in = (long double)q / kc->qscale - 2 * dot + n * cc;
+        inertia += in > 0 ? in : 0;
     }
-    km_i128 in;
-    km_fx_unpack(buf + kd * limbs, 1, limbs, bits, &in);
-    memcpy(km_acc_counts(res, k, d), buf + (kd + 1) * limbs, sizeof(double) * (size_t)k);
-    res[km_acc_inertia(k, d)] = km_fx_value(in, kc->iscale);
-    res[km_acc_changed(k, d)] = buf[(kd + 1) * limbs + k];
-    res[km_acc_distances(k, d)] = buf[(kd + 1) * limbs + k + 1];
+    res[km_acc_inertia(k, d)] = (double)inertia;
+    res[km_acc_changed(k, d)] = buf[tail + k];
+    res[km_acc_distances(k, d)] = buf[tail + k + 1];
 }
 
 static double row_value(const void *x, int64_t i, int d, int j, km_precision prec)

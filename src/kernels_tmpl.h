@@ -141,8 +141,8 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, REAL *restr
 }
 #undef KM_HAVE_T8
 
-/* Finish one row: certify or recheck the argmin, then add the row to its
- * cluster's sums and its exact distance to the inertia. With eb != NULL (the
+/* Finish one row: certify or recheck the argmin, then record a move in acc
+ * (a row that keeps its label costs nothing more). With eb != NULL (the
  * pruned strategies' bounds): *eb = that exact distance, *lb2 = a lower bound of
  * the squared distance to every other centroid (lb_fast from the scores, or the
  * exact runner-up when the row was rechecked), before the relative margin of
@@ -153,8 +153,10 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
                            double *lb2)
 {
     const int k = kc->k, d = kc->d;
+    double e_best = -1;   /* the chosen centroid's exact distance, once known */
     if (!(second > lim)) {   /* near-tie (or overflow): exact distances decide */
-        double e_best = INFINITY, e_second = INFINITY;
+        double e_second = INFINITY;
+        e_best = INFINITY;
         /* with the row's scores (sc[c * RV]), only the centroids scored within
          * lim of the best can be nearest: the others are provably farther,
          * and lb_lim bounds their distances from below */
@@ -173,11 +175,11 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
         }
         lb_fast = some && lb_lim < e_second ? lb_lim : e_second;
     }
-    double e = take_row(kc, xr, bi, label, acc, ws);
     if (eb) {
-        *eb = e;
+        *eb = e_best >= 0 ? e_best : km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)bi * d);
         *lb2 = lb_fast;
     }
+    take_row(kc, xr, bi, label, acc, ws);
 }
 
 static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64_t rows,

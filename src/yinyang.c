@@ -24,12 +24,18 @@ typedef struct {
     int *gidx1;             /* t: where the smallest is */
     char *seen;             /* t: the group was examined */
     double *lb;             /* t: a row's moved lower bounds */
-    double *eb, *lb2;       /* a block's kernel bounds (the first pass) */
+    double *eb, *lb2;       /* a block's kernel bounds (the first pass, gathered rows) */
+    void *gx;               /* rows gathered for the kernel: most groups in doubt */
+    int32_t *glab;          /* their labels */
+    int64_t *grow;          /* their local rows */
+    int64_t gn;
 } scratch;
 
 struct km_yinyang {
     int64_t rows;
     int k, d, t, nt;
+    int64_t gcap;      /* rows per gather buffer (the kernel's block) */
+    size_t rowbytes;
     int *group;        /* k: the group of each centroid */
     int *gstart;       /* t + 1: members[gstart[g] .. gstart[g+1]) in index order */
     int *members;      /* k */
@@ -56,10 +62,12 @@ int km_yinyang_groups(int k)
     return t < 1 ? 1 : t;
 }
 
-size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t)
+size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t, int64_t block_rows,
+                        km_precision prec)
 {
+    const size_t esize = prec == KM_F32 ? 4 : 8;
     return sizeof(float) * (size_t)rows * (3 + (size_t)t) + sizeof(double) * (size_t)k * (d + 2)
-           + (size_t)threads * (size_t)t * 33;
+           + (size_t)threads * ((size_t)t * 33 + (size_t)block_rows * ((size_t)d * esize + 28));
 }
 
 void km_yinyang_free(km_yinyang *y)
@@ -74,6 +82,9 @@ void km_yinyang_free(km_yinyang *y)
         free(y->sc[t].lb);
         free(y->sc[t].eb);
         free(y->sc[t].lb2);
+        free(y->sc[t].gx);
+        free(y->sc[t].glab);
+        free(y->sc[t].grow);
     }
     free(y->sc);
     free(y->group);
@@ -101,6 +112,8 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
     y->d = kc->d;
     y->t = groups < 1 ? 1 : groups > kc->k ? kc->k : groups;
     y->nt = km_threads_count(th);
+    y->gcap = km_threads_block_rows(th);
+    y->rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
     const size_t n = rows > 0 ? (size_t)rows : 1;
     y->group = malloc(sizeof(int) * (size_t)y->k);
     y->gstart = malloc(sizeof(int) * (size_t)(y->t + 1));
@@ -122,9 +135,13 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
         s->gidx1 = malloc(sizeof(int) * (size_t)y->t);
         s->seen = malloc((size_t)y->t);
         s->lb = malloc(sizeof(double) * (size_t)y->t);
-        s->eb = malloc(sizeof(double) * (size_t)km_threads_block_rows(th));
-        s->lb2 = malloc(sizeof(double) * (size_t)km_threads_block_rows(th));
-        ok = s->gmin1 && s->gmin2 && s->gidx1 && s->seen && s->lb && s->eb && s->lb2;
+        s->eb = malloc(sizeof(double) * (size_t)y->gcap);
+        s->lb2 = malloc(sizeof(double) * (size_t)y->gcap);
+        s->gx = malloc(y->rowbytes * (size_t)y->gcap);
+        s->glab = malloc(sizeof(int32_t) * (size_t)y->gcap);
+        s->grow = malloc(sizeof(int64_t) * (size_t)y->gcap);
+        ok = s->gmin1 && s->gmin2 && s->gidx1 && s->seen && s->lb && s->eb && s->lb2 && s->gx
+             && s->glab && s->grow;
     }
     if (!ok) {
         km_yinyang_free(y);
@@ -269,7 +286,7 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
         s->gmin2[g] = m2;
         s->gidx1[g] = i1;
     }
-    km_take_row_dist(kc, xr, best, e_best, label, acc, ws);
+    km_take_row(kc, xr, best, label, acc, ws);
     y->upper[g_row] = km_up_f(sqrt(e_best) * (1 + m));
     float *low = y->lower + (size_t)g_row * t;
     const int ga = y->group[a];
@@ -296,58 +313,87 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
     return computed;
 }
 
-/* The first pass: Lloyd's kernel over the block gives each row its label, its
- * exact distance and a lower bound of the distance to every other centroid, which
- * starts every group bound (the groups sharpen them when they are examined). */
+/* Bounds of a row the kernel assigned: its exact distance eb and the bound lb2
+ * on every other centroid's, which starts every group bound (the groups sharpen
+ * them when they are examined). */
+static void kernel_bounds(km_yinyang *y, int64_t g_row, double eb, double lb2, double m)
+{
+    const int t = y->t;
+    const float l = km_down_f(sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
+    y->upper[g_row] = km_up_f(sqrt(eb) * (1 + m));
+    for (int g = 0; g < t; g++)
+        y->lower[(size_t)g_row * t + g] = l;
+    y->glob[g_row] = l;
+    y->stamp[g_row] = y->pass;
+}
+
+/* The first pass: Lloyd's kernel over the block gives each row its label and
+ * bounds. */
 static void block_full(km_yinyang *y, const km_centers *kc, const void *x, int64_t first,
                        int64_t r0, int64_t nr, int32_t *labels, scratch *s, km_acc *acc,
                        km_workspace *ws, double m)
 {
-    const int t = y->t;
     const size_t rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
     km_assign_block_bounds(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + first + r0,
                            acc, ws, s->eb, s->lb2);
-    for (int64_t j = 0; j < nr; j++) {
-        const int64_t g_row = first + r0 + j;
-        const double lb2 = s->lb2[j] > 0 ? s->lb2[j] : 0;
-        const float l = km_down_f(sqrt(lb2) * (1 - m));
-        y->upper[g_row] = km_up_f(sqrt(s->eb[j]) * (1 + m));
-        for (int g = 0; g < t; g++)
-            y->lower[(size_t)g_row * t + g] = l;
-        y->glob[g_row] = l;
-        y->stamp[g_row] = 0;
-    }
+    for (int64_t j = 0; j < nr; j++)
+        kernel_bounds(y, first + r0 + j, s->eb[j], s->lb2[j], m);
     acc->distances += (double)nr * y->k;
 }
 
+/* The gathered rows through the kernel, their labels and bounds back in place. */
+static void flush_gathered(km_yinyang *y, const km_centers *kc, scratch *s, int32_t *labels,
+                           km_acc *acc, km_workspace *ws, double m)
+{
+    if (!s->gn)
+        return;
+    km_assign_block_bounds(kc, s->gx, s->gn, s->glab, acc, ws, s->eb, s->lb2);
+    for (int64_t j = 0; j < s->gn; j++) {
+        labels[s->grow[j]] = s->glab[j];
+        kernel_bounds(y, s->grow[j], s->eb[j], s->lb2[j], m);
+    }
+    acc->distances += (double)s->gn * y->k;
+    s->gn = 0;
+}
+
 static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
-                       int32_t *label, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
+                       int32_t *labels, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
                        double m)
 {
+    int32_t *label = labels + g_row;
     const int a = *label, t = y->t, d = y->d, p = y->pass, st = y->stamp[g_row];
     const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
     double u = ((double)y->upper[g_row] + y->drift[a]) * grow;
     double glob = ((double)y->glob[g_row] - moved(y->cum_max[p], y->cum_max[st])) * shrink;
     glob = glob > 0 ? glob : 0;
     if (u * (1 + m) < glob * (1 - m)) {   /* no group can hold a nearer centroid */
-        km_take_row(kc, xr, a, label, acc, ws);
-        y->upper[g_row] = km_up_f(u);
+        y->upper[g_row] = km_up_f(u);   /* the row stays: nothing to add, nothing read */
         return;
     }
     const double e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
     u = sqrt(e_a) * (1 + m);
     acc->distances += 1;
     if (u * (1 + m) < glob * (1 - m)) {
-        km_take_row_dist(kc, xr, a, e_a, label, acc, ws);
         y->upper[g_row] = km_up_f(u);
         return;
     }
     /* the group bounds, brought from pass st to now */
     const float *low = y->lower + (size_t)g_row * t;
     const double *now = y->cum_g + (size_t)p * t, *then = y->cum_g + (size_t)st * t;
+    int in_doubt = 0;   /* centroids of the groups the bounds cannot rule out */
     for (int g = 0; g < t; g++) {
         double l = ((double)low[g] - moved(now[g], then[g])) * shrink;
         lb[g] = l > 0 ? l : 0;
+        if (!(u * (1 + m) < lb[g] * (1 - m)))
+            in_doubt += y->gstart[g + 1] - y->gstart[g];
+    }
+    if (2 * in_doubt > y->k) {   /* most of them: the blocked kernel does it faster */
+        memcpy((char *)s->gx + (size_t)s->gn * y->rowbytes, xr, y->rowbytes);
+        s->glab[s->gn] = a;
+        s->grow[s->gn++] = g_row;
+        if (s->gn == y->gcap)
+            flush_gathered(y, kc, s, labels, acc, ws, m);
+        return;
     }
     acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, u, lb, s, acc, ws, m);
 }
@@ -390,7 +436,8 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
                 }
                 for (int64_t i = r0; i < r0 + nr; i++)
                     row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i,
-                               labels + first + i, &y->sc[t], y->sc[t].lb, ta, ws, m);
+                               labels, &y->sc[t], y->sc[t].lb, ta, ws, m);
+                flush_gathered(y, kc, &y->sc[t], labels, ta, ws, m);
             }
         }
     }
