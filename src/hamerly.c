@@ -229,7 +229,6 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         if (b->n == h->cap)
             flush_gathered(h, kc, b, labels, acc, ws, m);
     }
-    flush_gathered(h, kc, b, labels, acc, ws, m);
 }
 
 /* Every row of the block through the kernel: the first pass. */
@@ -258,17 +257,23 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
         if (src->get(src, first, n, &x, err))
             return err->code;
         const int64_t nblocks = (n + br - 1) / br;
-#pragma omp parallel for schedule(dynamic, 2) num_threads(h->nt)
-        for (int64_t bl = 0; bl < nblocks; bl++) {
+#pragma omp parallel num_threads(h->nt)
+        {
             const int t = omp_get_thread_num();
-            const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
             km_acc *ta = km_threads_acc(th, t);
             km_workspace *ws = km_threads_workspace(th, t);
-            if (h->valid)
-                block_pruned(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m, max1, arg1,
-                             max2);
-            else
-                block_full(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
+#pragma omp for schedule(dynamic, 2) nowait
+            for (int64_t bl = 0; bl < nblocks; bl++) {
+                const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
+                if (h->valid)
+                    block_pruned(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m, max1,
+                                 arg1, max2);
+                else
+                    block_full(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
+            }
+            /* the rows in doubt gathered over all this thread's blocks of the chunk: the
+             * kernel pays for whole row groups, so a full buffer wastes no lanes */
+            flush_gathered(h, kc, &h->buf[t], labels, ta, ws, m);
         }
     }
     km_threads_reduce(th, acc);
