@@ -8,12 +8,9 @@
 #include "data.h"
 #include "kmeans.h"
 
-/* --algorithm auto (see --help; measured in results/BENCH.md): Yinyang for
- * d >= KM_AUTO_YINYANG_D and k >= KM_AUTO_YINYANG_K, else Hamerly from
- * KM_AUTO_HAMERLY_K clusters, else Lloyd. */
-#define KM_AUTO_HAMERLY_K 64
-#define KM_AUTO_YINYANG_D 256
-#define KM_AUTO_YINYANG_K 16
+/* --algorithm auto (see --help; measured in results/BENCH.md): Hamerly from
+ * k x d >= KM_AUTO_HAMERLY_KD, else Lloyd. */
+#define KM_AUTO_HAMERLY_KD 128
 /* The strategy a run uses: opt->algorithm, or auto's choice for k clusters in d. */
 km_algorithm km_choose_algorithm(const km_options *opt, int k, int d);
 

@@ -306,9 +306,7 @@ km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
 {
     if (opt->algorithm != KM_ALG_AUTO)
         return opt->algorithm;
-    if (d >= KM_AUTO_YINYANG_D && k >= KM_AUTO_YINYANG_K)
-        return KM_ALG_YINYANG;
-    return k >= KM_AUTO_HAMERLY_K ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
+    return (int64_t)k * d >= KM_AUTO_HAMERLY_KD ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
 }
 
 int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int32_t *labels,

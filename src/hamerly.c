@@ -25,9 +25,8 @@ typedef struct {
     int64_t *row;     /* their local row numbers */
     double *eb, *lb2; /* the kernel's exact distance and runner-up bound */
     int64_t n;
-    double *ub, *lb;  /* a block's moved bounds */
-    int64_t *kept;    /* rows of the block kept on the moved bounds */
-    int64_t *rest;    /* and the others */
+    double *lb;       /* the moved lower bounds of a block's rows in doubt */
+    int64_t *rest;    /* those rows */
 } gather_buf;
 
 struct km_hamerly {
@@ -44,6 +43,15 @@ struct km_hamerly {
     gather_buf *buf;  /* per thread */
 };
 
+#define KM_HAMERLY_AHEAD 8   /* rows in doubt fetched ahead of their exact distance */
+
+/* Ask for (the first 512 bytes of) a row that is about to be read. */
+static inline void prefetch_row(const char *p, size_t bytes)
+{
+    for (size_t o = 0; o < bytes && o < 512; o += 64)
+        __builtin_prefetch(p + o, 0, 3);
+}
+
 static inline double max2d(double a, double b)
 {
     return a > b ? a : b;   /* b on NaN: z = l then, never larger than the truth */
@@ -54,7 +62,7 @@ size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_r
 {
     const size_t esize = prec == KM_F32 ? 4 : 8;
     return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 2 * (size_t)k)
-           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 7);
+           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 5);
 }
 
 void km_hamerly_free(km_hamerly *h)
@@ -67,9 +75,7 @@ void km_hamerly_free(km_hamerly *h)
         free(h->buf[t].row);
         free(h->buf[t].eb);
         free(h->buf[t].lb2);
-        free(h->buf[t].ub);
         free(h->buf[t].lb);
-        free(h->buf[t].kept);
         free(h->buf[t].rest);
     }
     free(h->buf);
@@ -107,11 +113,9 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
         b->row = malloc(sizeof(int64_t) * (size_t)h->cap);
         b->eb = malloc(sizeof(double) * (size_t)h->cap);
         b->lb2 = malloc(sizeof(double) * (size_t)h->cap);
-        b->ub = malloc(sizeof(double) * (size_t)h->cap);
         b->lb = malloc(sizeof(double) * (size_t)h->cap);
-        b->kept = malloc(sizeof(int64_t) * (size_t)h->cap);
         b->rest = malloc(sizeof(int64_t) * (size_t)h->cap);
-        ok = b->x && b->lab && b->row && b->eb && b->lb2 && b->ub && b->lb && b->kept && b->rest;
+        ok = b->x && b->lab && b->row && b->eb && b->lb2 && b->lb && b->rest;
     }
     if (!ok) {
         km_hamerly_free(h);
@@ -187,32 +191,30 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
 {
     const size_t rowbytes = h->esize * (size_t)h->d;
     const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
-    const float *upper = h->upper + first, *lower = h->lower + first;
+    float *upper = h->upper + first, *lower = h->lower + first;
     const int32_t *lab = labels + first;
-    int64_t nk = 0, nrest = 0;
+    int64_t nrest = 0;
     for (int64_t i = r0; i < r0 + nr; i++) {
         const int a = lab[i];
         const double u = ((double)upper[i] + h->drift[a]) * grow;
         double l = ((double)lower[i] - (a == arg1 ? max2 : max1)) * shrink;
         l = l > 0 ? l : 0;
         const double z = max2d(l, (h->sep[a] - u) * shrink);
-        b->ub[i - r0] = u;
-        b->lb[i - r0] = l;
-        if (u * (1 + m) < z * (1 - m))
-            b->kept[nk++] = i;
-        else
+        if (u * (1 + m) < z * (1 - m)) {   /* kept: u stays the moved bound, no root */
+            upper[i] = km_up_f(u);
+            lower[i] = km_down_f(l);
+        } else {
+            b->lb[nrest] = l;
             b->rest[nrest++] = i;
-    }
-    for (int64_t j = 0; j < nk; j++) {   /* u stays the moved bound: no square root */
-        const int64_t i = b->kept[j];
-        h->upper[first + i] = km_up_f(b->ub[i - r0]);
-        h->lower[first + i] = km_down_f(b->lb[i - r0]);
+        }
     }
     for (int64_t j = 0; j < nrest; j++) {
+        if (j + KM_HAMERLY_AHEAD < nrest)   /* rows in doubt are sparse: no hardware prefetch */
+            prefetch_row(x + (size_t)b->rest[j + KM_HAMERLY_AHEAD] * rowbytes, rowbytes);
         const int64_t i = b->rest[j], g = first + i;
         const int a = labels[g];
         const char *xr = x + (size_t)i * rowbytes;
-        const double l = b->lb[i - r0];
+        const double l = b->lb[j];
         /* tighten u with the one exact distance */
         const double e = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)a * h->d);
         const double u = sqrt(e) * (1 + m);

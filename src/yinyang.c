@@ -18,12 +18,15 @@
 #include "yinyang.h"
 
 #define KM_YY_GROUP_ITERS 5
+#define KM_YY_AHEAD 8   /* rows in doubt fetched ahead of their exact distance */
 
 typedef struct {
     double *gmin1, *gmin2;  /* t: the two smallest E in each examined group */
     int *gidx1;             /* t: where the smallest is */
     char *seen;             /* t: the group was examined */
     double *lb;             /* t: a row's moved lower bounds */
+    int64_t *rest;          /* a block's rows the global test left in doubt */
+    double *rglob;          /* and their moved global bounds */
     double *eb, *lb2;       /* a block's kernel bounds (the first pass, gathered rows) */
     void *gx;               /* rows gathered for the kernel: most groups in doubt */
     int32_t *glab;          /* their labels */
@@ -85,6 +88,8 @@ void km_yinyang_free(km_yinyang *y)
         free(y->sc[t].gx);
         free(y->sc[t].glab);
         free(y->sc[t].grow);
+        free(y->sc[t].rest);
+        free(y->sc[t].rglob);
     }
     free(y->sc);
     free(y->group);
@@ -140,8 +145,10 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
         s->gx = malloc(y->rowbytes * (size_t)y->gcap);
         s->glab = malloc(sizeof(int32_t) * (size_t)y->gcap);
         s->grow = malloc(sizeof(int64_t) * (size_t)y->gcap);
+        s->rest = malloc(sizeof(int64_t) * (size_t)y->gcap);
+        s->rglob = malloc(sizeof(double) * (size_t)y->gcap);
         ok = s->gmin1 && s->gmin2 && s->gidx1 && s->seen && s->lb && s->eb && s->lb2 && s->gx
-             && s->glab && s->grow;
+             && s->glab && s->grow && s->rest && s->rglob;
     }
     if (!ok) {
         km_yinyang_free(y);
@@ -356,20 +363,32 @@ static void flush_gathered(km_yinyang *y, const km_centers *kc, scratch *s, int3
     s->gn = 0;
 }
 
+/* The global test on the moved bounds, without reading the row: 1 when no group
+ * can hold a centroid nearer than its own (the row stays: nothing to add). */
+static inline int row_settled(km_yinyang *y, int64_t g_row, int a, double m, double *glob_out)
+{
+    const int p = y->pass, st = y->stamp[g_row];
+    const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
+    const double u = ((double)y->upper[g_row] + y->drift[a]) * grow;
+    double glob = ((double)y->glob[g_row] - moved(y->cum_max[p], y->cum_max[st])) * shrink;
+    glob = glob > 0 ? glob : 0;
+    if (u * (1 + m) < glob * (1 - m)) {
+        y->upper[g_row] = km_up_f(u);
+        return 1;
+    }
+    *glob_out = glob;
+    return 0;
+}
+
+/* A row the global test left in doubt: its exact distance, then the group tests. */
 static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                        int32_t *labels, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
-                       double m)
+                       double m, double glob)
 {
     int32_t *label = labels + g_row;
     const int a = *label, t = y->t, d = y->d, p = y->pass, st = y->stamp[g_row];
-    const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
-    double u = ((double)y->upper[g_row] + y->drift[a]) * grow;
-    double glob = ((double)y->glob[g_row] - moved(y->cum_max[p], y->cum_max[st])) * shrink;
-    glob = glob > 0 ? glob : 0;
-    if (u * (1 + m) < glob * (1 - m)) {   /* no group can hold a nearer centroid */
-        y->upper[g_row] = km_up_f(u);   /* the row stays: nothing to add, nothing read */
-        return;
-    }
+    const double shrink = 1 - 0x1p-50;
+    double u;
     const double e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
     u = sqrt(e_a) * (1 + m);
     acc->distances += 1;
@@ -437,9 +456,21 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
                     block_full(y, kc, x, first, r0, nr, labels, &y->sc[t], ta, ws, m);
                     continue;
                 }
+                scratch *s = &y->sc[t];
+                int64_t nrest = 0;
                 for (int64_t i = r0; i < r0 + nr; i++)
-                    row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i,
-                               labels, &y->sc[t], y->sc[t].lb, ta, ws, m);
+                    if (!row_settled(y, first + i, labels[first + i], m, &s->rglob[nrest]))
+                        s->rest[nrest++] = i;
+                for (int64_t j = 0; j < nrest; j++) {
+                    if (j + KM_YY_AHEAD < nrest)   /* sparse rows: fetch them ahead */
+                        for (size_t o = 0; o < rowbytes && o < 512; o += 64)
+                            __builtin_prefetch((const char *)x
+                                               + (size_t)s->rest[j + KM_YY_AHEAD] * rowbytes + o,
+                                               0, 3);
+                    const int64_t i = s->rest[j];
+                    row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i, labels,
+                               s, s->lb, ta, ws, m, s->rglob[j]);
+                }
             }
             flush_gathered(y, kc, &y->sc[t], labels, ta, ws, m);   /* whole row groups */
         }

@@ -106,15 +106,15 @@ class SameAsLloyd(unittest.TestCase):
         rc, so, se = mpirun(2, 1, ["-i", path, "-k", "64", "--init", "first", "-o",
                                    TMP("auto-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=hamerly", so)                 # auto: k >= 64
+        self.assertIn("algorithm=hamerly", so)                 # auto: k d = 192 >= 128
         wide = write_h5(TMP("wide.h5"), rng.uniform(size=(300, 256)).astype(np.float32))
         rc, so, se = mpirun(1, 1, ["-i", wide, "-k", "16", "--max-iter", "2", "-o",
                                    TMP("wide-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=yinyang", so)                 # auto: d >= 256, k >= 16
+        self.assertIn("algorithm=hamerly", so)                 # auto: k d >= 128
         rc, so, se = mpirun(1, 1, ["-i", path, "-k", "8", "--max-iter", "2", "-o",
                                    TMP("auto-8.h5")])
-        self.assertIn("algorithm=lloyd", so)                   # auto: small k, low d
+        self.assertIn("algorithm=lloyd", so)                   # auto: k d = 24 < 128
         self.compare("tolstop", x, ["-k", "64", "--init", "first", "--tol", "1e-3"],
                      configs=[(2, 1), (1, 2)])
 
