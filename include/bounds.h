@@ -48,6 +48,14 @@ static inline float km_down_f(double v)
         return FLT_MAX;
     return km_bump(f, -(int32_t)((double)f > v));
 }
+/* Ask for (the first 512 bytes of) a row a pruned pass is about to read: the
+ * rows in doubt are sparse, so the hardware prefetcher does not see them. */
+static inline void km_prefetch_row(const void *row, size_t bytes)
+{
+    for (size_t o = 0; o < bytes && o < 512; o += 64)
+        __builtin_prefetch((const char *)row + o, 0, 3);
+}
+
 /* drift[c] >= the true distance between prev and now of centroid c (k x d each). */
 static inline void km_bound_drifts(const double *prev, const double *now, int k, int d,
                                    double m, double *drift)

@@ -45,13 +45,6 @@ struct km_hamerly {
 
 #define KM_HAMERLY_AHEAD 8   /* rows in doubt fetched ahead of their exact distance */
 
-/* Ask for (the first 512 bytes of) a row that is about to be read. */
-static inline void prefetch_row(const char *p, size_t bytes)
-{
-    for (size_t o = 0; o < bytes && o < 512; o += 64)
-        __builtin_prefetch(p + o, 0, 3);
-}
-
 static inline double max2d(double a, double b)
 {
     return a > b ? a : b;   /* b on NaN: z = l then, never larger than the truth */
@@ -209,8 +202,8 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         }
     }
     for (int64_t j = 0; j < nrest; j++) {
-        if (j + KM_HAMERLY_AHEAD < nrest)   /* rows in doubt are sparse: no hardware prefetch */
-            prefetch_row(x + (size_t)b->rest[j + KM_HAMERLY_AHEAD] * rowbytes, rowbytes);
+        if (j + KM_HAMERLY_AHEAD < nrest)
+            km_prefetch_row(x + (size_t)b->rest[j + KM_HAMERLY_AHEAD] * rowbytes, rowbytes);
         const int64_t i = b->rest[j], g = first + i;
         const int a = labels[g];
         const char *xr = x + (size_t)i * rowbytes;

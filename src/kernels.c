@@ -53,8 +53,8 @@ typedef int32_t vi32 __attribute__((vector_size(KM_VBYTES)));
 typedef int64_t vi64 __attribute__((vector_size(KM_VBYTES)));
 
 struct km_workspace {
-    void *xt;          /* d x (2 vectors of rows): one transposed row group */
-    void *part;        /* partial dot products of a row group between d-blocks */
+    void *xt;          /* one d-block of a row group, transposed: KM_DBLOCK x (2 vectors) */
+    void *part;        /* kp x (2 vectors): partial dot products between d-blocks */
     void *scores;      /* kp x (2 vectors of rows): a row group's scores, kept when
                           d >= KM_KEEP_SCORES_D so a near-tie rechecks only the
                           centroids it could be; else NULL (recheck all k) */
@@ -382,8 +382,9 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     if (!ws)
         return NULL;
     const size_t rv = (size_t)rows_per_group(kc->prec), es = prec_size(kc->prec);
-    ws->xt = alloc64(rv * (size_t)kc->d * es);
-    ws->part = alloc64(rv * CG * es);
+    const size_t dblock = kc->d < KM_DBLOCK ? (size_t)kc->d : KM_DBLOCK;
+    ws->xt = alloc64(rv * dblock * es);
+    ws->part = alloc64(rv * (size_t)kc->kp * es);
     if (kc->d >= KM_KEEP_SCORES_D && !(ws->scores = alloc64(rv * (size_t)kc->kp * es))) {
         km_workspace_free(ws);
         return NULL;

@@ -42,38 +42,42 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
     st->i1[h] = KM_VBLEND(lt, cv, st->i1[h]);
 }
 
-/* Scores of one row group against centroid group g (CG centroids), j-blocked;
- * partial dot products live in part between j-blocks. Hot loop: 12 FMA chains. */
-static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g,
-                             REAL *restrict part, FN(argmin_state) *st, REAL *restrict keep)
+/* One d-block [j0, j1) of a row group (xt: its (j1 - j0) x RV transpose) against
+ * centroid group g (CG centroids). The dot products so far live in part (CG x RV
+ * per group) between d-blocks; after the last block the scores update the argmin.
+ * Hot loop: 12 FMA chains. */
+static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
+                             int j1, REAL *restrict part, FN(argmin_state) *st,
+                             REAL *restrict keep)
 {
     const int d = kc->d;
     const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
+    REAL *restrict pg = part + (size_t)g * CG * RV;
     VEC a[2][CG];
-    for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
-        const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
+    for (int q = 0; q < CG; q++) {
+        if (j0 == 0) {
+            a[0][q] = (VEC){0};
+            a[1][q] = (VEC){0};
+        } else {
+            a[0][q] = FN(vload)(pg + q * RV);
+            a[1][q] = FN(vload)(pg + q * RV + VL);
+        }
+    }
+    const REAL *restrict pj = pan + (size_t)j0 * CG;
+    for (int j = 0; j < j1 - j0; j++) {
+        VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
+        const REAL *cj = pj + (size_t)j * CG;
+        for (int q = 0; q < CG; q++) {   /* scalar * vector: a broadcast */
+            a[0][q] += cj[q] * x0;
+            a[1][q] += cj[q] * x1;
+        }
+    }
+    if (j1 < d) {
         for (int q = 0; q < CG; q++) {
-            if (j0 == 0) {
-                a[0][q] = (VEC){0};
-                a[1][q] = (VEC){0};
-            } else {
-                a[0][q] = FN(vload)(part + q * RV);
-                a[1][q] = FN(vload)(part + q * RV + VL);
-            }
+            memcpy(pg + q * RV, &a[0][q], sizeof(VEC));
+            memcpy(pg + q * RV + VL, &a[1][q], sizeof(VEC));
         }
-        for (int j = j0; j < j1; j++) {
-            VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
-            const REAL *cj = pan + (size_t)j * CG;
-            for (int q = 0; q < CG; q++) {   /* scalar * vector: a broadcast */
-                a[0][q] += cj[q] * x0;
-                a[1][q] += cj[q] * x1;
-            }
-        }
-        if (j1 < d)
-            for (int q = 0; q < CG; q++) {
-                memcpy(part + q * RV, &a[0][q], sizeof(VEC));
-                memcpy(part + q * RV + VL, &a[1][q], sizeof(VEC));
-            }
+        return;
     }
     const REAL *cn = (const REAL *)kc->cnorm_r + (size_t)g * CG;
     for (int q = 0; q < CG; q++) {
@@ -122,22 +126,24 @@ static inline void FN(transpose8)(const REAL *restrict src, int64_t lds, REAL *r
 #define KM_HAVE_T8 0
 #endif
 
-/* Transpose rows [0, nr) of x into xt (d x RV), zero-padding lanes nr..RV-1. */
-static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, REAL *restrict xt)
+/* Transpose columns [j0, j1) of rows [0, nr) of x into xt ((j1 - j0) x RV),
+ * zero-padding lanes nr..RV-1. */
+static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int j1,
+                          REAL *restrict xt)
 {
-    int j0 = 0;
+    int j = j0;
     if (nr < RV)
-        memset(xt, 0, sizeof(REAL) * (size_t)d * RV);
+        memset(xt, 0, sizeof(REAL) * (size_t)(j1 - j0) * RV);
 #if KM_HAVE_T8
     if (VL == 8 && nr == RV) {
-        for (; j0 + 8 <= d; j0 += 8)
+        for (; j + 8 <= j1; j += 8)
             for (int b = 0; b < RV; b += 8)
-                FN(transpose8)(x + (int64_t)b * d + j0, d, xt + (size_t)j0 * RV + b, RV);
+                FN(transpose8)(x + (int64_t)b * d + j, d, xt + (size_t)(j - j0) * RV + b, RV);
     }
 #endif
     for (int64_t i = 0; i < nr; i++)
-        for (int j = j0; j < d; j++)
-            xt[(size_t)j * RV + i] = x[i * d + j];
+        for (int jj = j; jj < j1; jj++)
+            xt[(size_t)(jj - j0) * RV + i] = x[i * d + jj];
 }
 #undef KM_HAVE_T8
 
@@ -198,7 +204,6 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             for (size_t o = 0; o < bytes; o += 64)
                 __builtin_prefetch(nx + o, 0, 3);
         }
-        FN(transpose)(x + r0 * d, nr, d, xt);
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
         for (int h = 0; h < 2; h++)
@@ -206,14 +211,19 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
                 st.b1[h][i] = st.b2[h][i] = INFINITY;
                 st.i1[h][i] = 0;
             }
-        for (int j = 0; j < d; j++) {   /* ||x||^2 per lane, for the error bound */
-            VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
-            xn[0] += x0 * x0;
-            xn[1] += x1 * x1;
-        }
         REAL *keep = ws->scores;
-        for (int g = 0; g < ng; g++)
-            FN(group_scores)(kc, xt, g, part, &st, keep);
+        /* d-block by d-block, so the transposed block stays in L1 whatever d is */
+        for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
+            const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
+            FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
+            for (int j = 0; j < j1 - j0; j++) {   /* ||x||^2 per lane, for the error bound */
+                VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
+                xn[0] += x0 * x0;
+                xn[1] += x1 * x1;
+            }
+            for (int g = 0; g < ng; g++)
+                FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep);
+        }
         /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
          * (d FMAs), centroids and norms rounded to REAL, the score's rounding.
          * (a + b)^2 <= 2 a^2 + 2 b^2 avoids a square root; the same bound covers

@@ -462,11 +462,9 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
                     if (!row_settled(y, first + i, labels[first + i], m, &s->rglob[nrest]))
                         s->rest[nrest++] = i;
                 for (int64_t j = 0; j < nrest; j++) {
-                    if (j + KM_YY_AHEAD < nrest)   /* sparse rows: fetch them ahead */
-                        for (size_t o = 0; o < rowbytes && o < 512; o += 64)
-                            __builtin_prefetch((const char *)x
-                                               + (size_t)s->rest[j + KM_YY_AHEAD] * rowbytes + o,
-                                               0, 3);
+                    if (j + KM_YY_AHEAD < nrest)
+                        km_prefetch_row((const char *)x + (size_t)s->rest[j + KM_YY_AHEAD]
+                                        * rowbytes, rowbytes);
                     const int64_t i = s->rest[j];
                     row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i, labels,
                                s, s->lb, ta, ws, m, s->rglob[j]);
