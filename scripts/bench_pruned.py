@@ -21,7 +21,7 @@ import os
 import platform
 import time
 
-from benchlib import bench_data, run_kmeans
+from benchlib import bench_data, fit_seconds, run_kmeans
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CASES = {"a": (1_000_000, 32, 64), "b": (70_000, 784, 256), "c": (10_000, 20_000, 16),
@@ -32,7 +32,7 @@ OURS = ["lloyd", "hamerly", "yinyang"]
 def ours(path, k, alg, max_iter, threads):
     out = os.path.join(ROOT, "results", ".bench-pruned-%s.h5" % alg)
     _, s = run_kmeans(path, k, max_iter, threads, algorithm=alg, keep_output=out)
-    secs = sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce"))
+    secs = fit_seconds(s)
     return secs, s, out
 
 

@@ -38,6 +38,12 @@ def run_kmeans(path, k, iters, threads, algorithm="lloyd", extra=(), keep_output
     return wall, s
 
 
+def fit_seconds(s):
+    """The fit's own time in a run's summary: init and the iteration phases, without
+    MPI start-up, reading or writing (the slowest rank's)."""
+    return sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce"))
+
+
 def bench_data(n, d, who):
     """data/bench-NxD-f32.h5 from the manifold generator (seed 1), made if missing."""
     import sys
