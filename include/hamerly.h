@@ -1,9 +1,10 @@
 /* hamerly.h — Hamerly's exact pruned assignment (G. Hamerly, "Making k-means even
  * faster", SDM 2010): per point an upper bound on the distance to its centroid
  * and a lower bound on the distance to every other one, moved by the centroid
- * drifts each pass. A point whose bounds prove its label cannot change costs one
- * exact distance (the inertia needs it anyway) instead of k. The labels, sums,
- * inertia and changed counts are those of km_lloyd_pass, bit for bit: bounds are
+ * drifts each pass. A point whose moved bounds prove its label cannot change
+ * costs no distance and is not read (the totals change only by moves); one whose
+ * bounds hold after tightening costs one exact distance instead of k. The moves
+ * (so the totals) and changed counts are those of km_lloyd_pass, bit for bit: bounds are
  * on true distances, loosened by proven rounding margins, and a label is kept
  * only when the gap is strict; every other point goes through the same fast
  * kernel as Lloyd's, gathered into blocks. */
