@@ -400,6 +400,26 @@ static int final_stats(const km_comm *c, km_data *D, km_error *err)
     return err->code;
 }
 
+/* A squared distance between two points is at most sum_j (2 max|x_j|)^2: refuse
+ * data for which that overflows float64 (every distance would be inf and the run
+ * meaningless). maxabs is the same on every rank, so they all agree. */
+static int check_range(const km_options *opt, const km_data *D, int d, km_error *err)
+{
+    double bound = 0;
+    int worst = 0;
+    for (int j = 0; j < d; j++) {
+        bound += 4 * D->maxabs[j] * D->maxabs[j];
+        worst = D->maxabs[j] > D->maxabs[worst] ? j : worst;
+    }
+    if (isfinite(bound))
+        return 0;
+    return km_fail(err, KM_ERR_INPUT, "dataset '%s' in '%s': values up to %.3g (%s %d%s) are "
+                   "too large: squared distances would overflow float64; rescale the data",
+                   opt->dataset, opt->input, D->maxabs[worst],
+                   opt->transpose ? "row (feature)" : "column", worst,
+                   opt->top_variance || opt->standardize ? " of the kept features" : "");
+}
+
 int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *err)
 {
     const int d = D->blk.d, dr = (int)D->d_raw;
@@ -439,6 +459,8 @@ int km_data_load(const km_comm *c, const km_options *opt, km_data *D, km_error *
         rc = scan(c, opt, D, D->maxabs, err);
     if (!rc && (!select || opt->standardize))
         rc = final_stats(c, D, err);
+    if (!rc)
+        rc = check_range(opt, D, d, err);
     D->blk.d = d;
     free(rawmax);
     return rc;

@@ -313,6 +313,9 @@ class BadInput(unittest.TestCase):
             f["complex"] = np.zeros((3, 2), dtype=np.complex128)
         with open(os.path.join(d, "text.h5"), "w") as f:
             f.write("not an HDF5 file\n")
+        huge = good.copy()
+        huge[:, 1] *= 1e200    # finite, but every squared distance overflows
+        write_h5(os.path.join(d, "huge.h5"), huge)
 
     def bad(self, args, code, needles, ranks=2):
         d = self.d
@@ -354,6 +357,9 @@ class BadInput(unittest.TestCase):
     def test_non_numeric(self):
         self.bad(["-i", "@shapes.h5", "--dataset", "/strings", "-k", "2"], 3, ["/strings"])
         self.bad(["-i", "@shapes.h5", "--dataset", "/complex", "-k", "2"], 3, ["/complex"])
+
+    def test_values_too_large(self):
+        self.bad(["-i", "@huge.h5", "-k", "2"], 3, ["@huge.h5", "column 1", "overflow"])
 
     def test_empty(self):
         self.bad(["-i", "@shapes.h5", "--dataset", "/empty", "-k", "2"], 3, ["/empty"])
