@@ -1,5 +1,6 @@
 /* fit.c — the iteration loop shared by every strategy. One allreduce per
- * iteration carries sums, counts, inertia, changed labels and an error flag;
+ * iteration carries the exact cluster totals (sums, counts, squared norms: the
+ * inertia is derived from them), changed labels and an error flag;
  * every rank then derives the same new centroids. Stopping follows
  * scikit-learn's Lloyd: no label changed (that pass counts as an iteration),
  * or shift <= tol; when stopping by tol or --max-iter a final assignment makes
@@ -201,8 +202,7 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
     if (km_comm_agree(c, err))
         return err->code;
     /* the scales of the exact sums: max |x_ij| over all ranks */
-    memcpy(st->kc.maxabs, D->maxabs, sizeof(double) * (size_t)blk->d);
-    km_centers_set_range(&st->kc, st->kc.maxabs, D->colmean);
+    km_centers_set_range(&st->kc, D->maxabs, D->colmean);
     return 0;
 }
 

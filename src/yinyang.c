@@ -407,8 +407,9 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
             in_doubt += y->gstart[g + 1] - y->gstart[g];
     }
     /* many of them: the blocked kernel, which does all k, is faster. An exact distance
-     * costs ~d + 64 of the kernel's k d per row (measured: the crossover lies near k / 6
-     * of the centroids at d = 32, k / 2 at d = 784, k / 45 at d = 3) */
+     * costs ~d + 64 of the kernel's k d per row: the threshold is k / 6 of the centroids
+     * at d = 32 and ~k / 2 at d = 784, where those fractions measured best (BENCH.md);
+     * at d = 3 it gives k / 45, not measured on its own */
     if (2 * (int64_t)in_doubt * (y->d + 64) > (int64_t)y->k * y->d) {
         memcpy((char *)s->gx + (size_t)s->gn * y->rowbytes, xr, y->rowbytes);
         s->glab[s->gn] = a;
