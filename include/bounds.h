@@ -17,36 +17,33 @@ static inline double km_bound_margin(int d)
     return (d + 8) * 0x1p-52 + 0x1p-48;
 }
 
-/* The next float up / down from a positive finite float (its bits + / - 1). */
+/* The next float up / down from a non-negative float (its bits + / - 1; by is
+ * 0, 1 or -1). A union, not memcpy: loops that use it stay vectorisable. */
 static inline float km_bump(float f, int32_t by)
 {
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    i += by;
-    memcpy(&f, &i, sizeof f);
-    return f;
+    union { float f; int32_t i; } u = {.f = f};
+    u.i += by;
+    return u.f;
 }
 
-/* v rounded up to a float (v >= 0; NaN gives +inf: a bound that proves nothing).
- * Branch-free in the common case: the rounding direction is random, a branch on
- * it is mispredicted half the time, and the pruned passes round 2 bounds a row. */
+/* v rounded up to a float (v >= 0; negative or NaN gives +inf: a bound that
+ * proves nothing). Branch-free, so the pruned strategies' loops over all rows
+ * vectorise: the rounding direction is random, a branch on it would be
+ * mispredicted half the time. */
 static inline float km_up_f(double v)
 {
-    if (!(v >= 0))
-        return INFINITY;
-    const float f = (float)v;   /* +inf stays: (double)inf < v is false */
-    return km_bump(f, (double)f < v);
+    const double w = v >= 0 ? v : INFINITY;
+    const float f = (float)w;   /* beyond FLT_MAX: +inf, which stays */
+    return km_bump(f, (double)f < w);
 }
 
-/* v rounded down to a float (negative or NaN gives 0). */
+/* v rounded down to a float (negative or NaN gives 0, beyond FLT_MAX gives
+ * FLT_MAX). */
 static inline float km_down_f(double v)
 {
-    if (!(v > 0))
-        return 0;
-    const float f = (float)v;   /* (double)f > v > 0 implies f > 0: never below 0 */
-    if (isinf(f))
-        return FLT_MAX;
-    return km_bump(f, -(int32_t)((double)f > v));
+    const double w = v > 0 ? (v < DBL_MAX ? v : DBL_MAX) : 0;
+    const float f = (float)w;   /* (double)f > w > 0 implies f > 0: never below 0; */
+    return km_bump(f, -(int32_t)((double)f > w));   /* f = +inf steps to FLT_MAX */
 }
 /* Ask for (the first 512 bytes of) a row a pruned pass is about to read: the
  * rows in doubt are sparse, so the hardware prefetcher does not see them. */

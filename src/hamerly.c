@@ -27,6 +27,7 @@ typedef struct {
     int64_t n;
     double *lb;       /* the moved lower bounds of a block's rows in doubt */
     int64_t *rest;    /* those rows */
+    unsigned char *doubt; /* a block's rows (+ 8): 1 when the moved bounds leave it in doubt */
 } gather_buf;
 
 struct km_hamerly {
@@ -39,6 +40,11 @@ struct km_hamerly {
     double *prev;     /* k x d: the centroids of the last pass */
     double *drift;    /* k: >= D(c_new, c_prev) */
     double *sep;      /* k: <= min over j != c of D(c, c_j) (0 when not computed) */
+    float *drift_f;   /* k: drift rounded up to a float */
+    float *sep_f;     /* k: sep rounded down */
+    float max1_f;     /* >= every drift, rounded up */
+    float max2_f;     /* >= every drift but arg1's */
+    int arg1;         /* the centroid that drifted most (-1: none) */
     int valid;        /* the bounds hold for prev */
     gather_buf *buf;  /* per thread */
 };
@@ -50,12 +56,51 @@ static inline double max2d(double a, double b)
     return a > b ? a : b;   /* b on NaN: z = l then, never larger than the truth */
 }
 
+/* Outward factor for a float64 sum of bounds (within a relative 2^-53 of the
+ * true one). */
+#define KM_SHRINK (1 - 0x1p-50)
+
+/* The test of every row's moved bounds runs in float32, 8 rows a vector; each
+ * result is pushed outward by more than its roundings can have moved it. A
+ * float sum or difference of normal floats is within a relative 2^-24 of the
+ * truth (a difference that lands below the normal range is exact), so
+ * fl(fl(a + b) (1 + 2^-22)) >= (a + b) (1 - 2^-24)^2 (1 + 2^-22) > a + b, and
+ * the same downward. Results below 2^-100 are replaced (upper: 2^-99, lower:
+ * 0), so u >= 2^-100 and a row is kept only by a z above u: the relative
+ * bounds never meet the subnormal range. The kept test
+ * fl(u (1 + 2^-20)) < fl(z (1 - 2^-20)) implies u (1 + e) < z (1 - e) for any
+ * margin e < 2^-21 (km_bound_margin(d) is, for d < 2^30). */
+#define KM_UP_F (1 + 0x1p-22f)
+#define KM_DOWN_F (1 - 0x1p-22f)
+#define KM_TINY_F 0x1p-100f
+
+/* >= upper + drift (NaN stays NaN: the row is then never kept). */
+static inline float moved_upper_f(float upper, float drift)
+{
+    const float u = (upper + drift) * KM_UP_F;
+    return u < KM_TINY_F ? 2 * KM_TINY_F : u;
+}
+
+/* <= lower - by, and >= 0. */
+static inline float moved_lower_f(float lower, float by)
+{
+    const float l = (lower - by) * KM_DOWN_F;
+    return l > KM_TINY_F ? l : 0;
+}
+
+/* Every j != a is farther than a when u (1 + e) < max(l, sep_a - u) (1 - e). */
+static inline int kept_f(float u, float l, float sep)
+{
+    const float s = (sep - u) * KM_DOWN_F;
+    return u * (1 + 0x1p-20f) < (l > s ? l : s) * (1 - 0x1p-20f);
+}
+
 size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_rows,
                         km_precision prec)
 {
     const size_t esize = prec == KM_F32 ? 4 : 8;
-    return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 2 * (size_t)k)
-           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 5);
+    return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 3 * (size_t)k)
+           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 5 + 1);
 }
 
 void km_hamerly_free(km_hamerly *h)
@@ -70,6 +115,7 @@ void km_hamerly_free(km_hamerly *h)
         free(h->buf[t].lb2);
         free(h->buf[t].lb);
         free(h->buf[t].rest);
+        free(h->buf[t].doubt);
     }
     free(h->buf);
     free(h->upper);
@@ -77,6 +123,8 @@ void km_hamerly_free(km_hamerly *h)
     free(h->prev);
     free(h->drift);
     free(h->sep);
+    free(h->drift_f);
+    free(h->sep_f);
     free(h);
 }
 
@@ -97,8 +145,11 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->prev = malloc(sizeof(double) * (size_t)h->k * h->d);
     h->drift = malloc(sizeof(double) * (size_t)h->k);
     h->sep = malloc(sizeof(double) * (size_t)h->k);
+    h->drift_f = malloc(sizeof(float) * (size_t)h->k);
+    h->sep_f = malloc(sizeof(float) * (size_t)h->k);
     h->buf = calloc((size_t)h->nt, sizeof *h->buf);
-    int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->buf;
+    int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->drift_f && h->sep_f
+             && h->buf;
     for (int t = 0; ok && t < h->nt; t++) {
         gather_buf *b = &h->buf[t];
         b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
@@ -108,7 +159,8 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
         b->lb2 = malloc(sizeof(double) * (size_t)h->cap);
         b->lb = malloc(sizeof(double) * (size_t)h->cap);
         b->rest = malloc(sizeof(int64_t) * (size_t)h->cap);
-        ok = b->x && b->lab && b->row && b->eb && b->lb2 && b->lb && b->rest;
+        b->doubt = malloc((size_t)h->cap + 8);
+        ok = b->x && b->lab && b->row && b->eb && b->lb2 && b->lb && b->rest && b->doubt;
     }
     if (!ok) {
         km_hamerly_free(h);
@@ -125,22 +177,24 @@ static inline void set_bounds(km_hamerly *h, int64_t i, double eb, double lb2, d
 }
 
 /* Drifts since the last pass and the centroid separations, upper / lower bounds. */
-static void centroid_moves(km_hamerly *h, const double *c64, double m, double *max1, int *arg1,
-                           double *max2)
+static void centroid_moves(km_hamerly *h, const double *c64, double m)
 {
     const int k = h->k, d = h->d;
-    *max1 = *max2 = 0;
-    *arg1 = -1;
+    double max1 = 0, max2 = 0;
+    h->arg1 = -1;
     km_bound_drifts(h->prev, c64, k, d, m, h->drift);
     for (int c = 0; c < k; c++) {
-        if (h->drift[c] > *max1) {
-            *max2 = *max1;
-            *max1 = h->drift[c];
-            *arg1 = c;
-        } else if (h->drift[c] > *max2) {
-            *max2 = h->drift[c];
+        h->drift_f[c] = km_up_f(h->drift[c]);
+        if (h->drift[c] > max1) {
+            max2 = max1;
+            max1 = h->drift[c];
+            h->arg1 = c;
+        } else if (h->drift[c] > max2) {
+            max2 = h->drift[c];
         }
     }
+    h->max1_f = km_up_f(max1);
+    h->max2_f = km_up_f(max2);
     /* min distance to another centroid: O(k^2 d), skipped for very large k. Decided by
      * k alone, never by this rank's row count: every rank must prune the same rows, or
      * the skipped counts in the history would depend on the layout. */
@@ -154,6 +208,7 @@ static void centroid_moves(km_hamerly *h, const double *c64, double m, double *m
                 best = e < best ? e : best;
             }
         h->sep[c] = use_sep && k > 1 ? sqrt(best) * (1 - m) * (1 - m) : 0;
+        h->sep_f[c] = km_down_f(h->sep[c]);
     }
 }
 
@@ -179,26 +234,37 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
  * distance, and those still in doubt are gathered for the kernel. */
 static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
                          int64_t r0, int64_t nr, int32_t *labels, km_acc *acc,
-                         km_workspace *ws, gather_buf *b, double m, double max1, int arg1,
-                         double max2)
+                         km_workspace *ws, gather_buf *b, double m)
 {
     const size_t rowbytes = h->esize * (size_t)h->d;
-    const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
-    float *upper = h->upper + first, *lower = h->lower + first;
-    const int32_t *lab = labels + first;
-    int64_t nrest = 0;
-    for (int64_t i = r0; i < r0 + nr; i++) {
+    float *upper = h->upper + first + r0, *lower = h->lower + first + r0;
+    const int32_t *lab = labels + first + r0;
+    const float *drift = h->drift_f, *sep = h->sep_f, max1 = h->max1_f, max2 = h->max2_f;
+    const int arg1 = h->arg1;
+    unsigned char *doubt = b->doubt;
+    /* one branch-free loop the compiler vectorises (gathers of drift and sep):
+     * kept rows get their moved bounds, the others are marked */
+#pragma omp simd
+    for (int64_t i = 0; i < nr; i++) {
         const int a = lab[i];
-        const double u = ((double)upper[i] + h->drift[a]) * grow;
-        double l = ((double)lower[i] - (a == arg1 ? max2 : max1)) * shrink;
-        l = l > 0 ? l : 0;
-        const double z = max2d(l, (h->sep[a] - u) * shrink);
-        if (u * (1 + m) < z * (1 - m)) {   /* kept: u stays the moved bound, no root */
-            upper[i] = km_up_f(u);
-            lower[i] = km_down_f(l);
-        } else {
-            b->lb[nrest] = l;
-            b->rest[nrest++] = i;
+        const float u = moved_upper_f(upper[i], drift[a]);
+        const float l = moved_lower_f(lower[i], a == arg1 ? max2 : max1);
+        const int keep = kept_f(u, l, sep[a]);
+        upper[i] = keep ? u : upper[i];
+        lower[i] = keep ? l : lower[i];
+        doubt[i] = (unsigned char)!keep;
+    }
+    /* the marked rows, 8 marks at a time: most words are 0 in the late passes */
+    for (int64_t i = nr; i % 8; i++)
+        doubt[i] = 0;
+    int64_t nrest = 0;
+    for (int64_t w0 = 0; w0 < nr; w0 += 8) {
+        uint64_t w;
+        memcpy(&w, doubt + w0, sizeof w);
+        for (; w; w &= w - 1) {
+            const int64_t i = w0 + __builtin_ctzll(w) / 8;
+            b->lb[nrest] = moved_lower_f(lower[i], lab[i] == arg1 ? max2 : max1);
+            b->rest[nrest++] = r0 + i;
         }
     }
     for (int64_t j = 0; j < nrest; j++) {
@@ -212,7 +278,7 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         const double e = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)a * h->d);
         const double u = sqrt(e) * (1 + m);
         acc->distances += 1;
-        const double z = max2d(l, (h->sep[a] - u) * shrink);
+        const double z = max2d(l, (h->sep[a] - u) * KM_SHRINK);
         if (u * (1 + m) < z * (1 - m)) {
             h->upper[g] = km_up_f(u);
             h->lower[g] = km_down_f(l);
@@ -242,10 +308,8 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
                     km_threads *th, km_acc *acc, km_error *err)
 {
     const double m = km_bound_margin(h->d);
-    double max1 = 0, max2 = 0;
-    int arg1 = -1;
     if (h->valid)
-        centroid_moves(h, kc->c64, m, &max1, &arg1, &max2);
+        centroid_moves(h, kc->c64, m);
     const int64_t br = h->cap;
     for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
         const void *x;
@@ -261,8 +325,7 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
             for (int64_t bl = 0; bl < nblocks; bl++) {
                 const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
                 if (h->valid)
-                    block_pruned(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m, max1,
-                                 arg1, max2);
+                    block_pruned(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
                 else
                     block_full(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
             }
