@@ -26,6 +26,8 @@ typedef struct {
     void *panels;          /* kp x d values, panel-major, 64-byte aligned */
     double *cnorm;         /* kp: ||c||^2 in float64; +inf on padding */
     void *cnorm_r;         /* the same in the data precision */
+    void *rows_r;          /* k x d row-major in the data precision, or NULL (only
+                              after km_centers_keep_rows) */
     const double *c64;     /* k x d float64 centroids (not owned): exact distances */
     double cmax;           /* max ||c|| */
     double *maxabs;        /* d: max |x_ij| over the whole dataset (all ranks) */
@@ -72,6 +74,15 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
  * mean, the inertia's reference point. Call once before km_centers_load. */
 void km_centers_set_range(km_centers *kc, const double *maxabs, const double *mean);
 void km_centers_load(km_centers *kc, const double *c64);
+/* Keep a row-major copy of the centroids for km_row_scores (k x d values more);
+ * call before km_centers_load. Returns -1 when out of memory. */
+int km_centers_keep_rows(km_centers *kc);
+/* Scores of row xr against centroids cand[0, n) (km_centers_keep_rows):
+ * out[j] = ||c||^2 - 2 x.c as the fast kernel computes it. Returns base, with
+ * ||x - c||^2 >= base + out[j] for every j (a NaN out[j] bounds nothing). For a
+ * pruned strategy's row in doubt: an exact distance is then needed only where
+ * base + out[j] cannot rule c out. */
+double km_row_scores(const km_centers *kc, const void *xr, const int *cand, int n, double *out);
 void km_centers_free(km_centers *kc);
 
 /* Scratch space for one thread's calls of km_assign_block (no allocation in
@@ -88,12 +99,24 @@ int64_t km_default_block_rows(int d, int k, km_precision prec);
 void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws);
 
+/* Groups of centroids whose bounds the Yinyang strategy asks of the kernel. */
+typedef struct {
+    const int *group;   /* k: the group of each centroid */
+    int t;              /* number of groups */
+    double *glb;        /* rows x t, out: a lower bound of the row's squared distance to
+                           every centroid of the group other than the chosen one (+inf
+                           when there is none), before the margin as for lb2 */
+} km_group_bounds;
+
 /* As km_assign_block, and for each row i: eb[i] = its exact squared distance to
  * the chosen centroid, lb2[i] = a lower bound of its squared distance to any other
  * centroid, still to be lowered by the relative rounding margin of
- * km_dist_exact ((d + 8) 2^-52 is safe). For the pruned strategies. */
+ * km_dist_exact ((d + 8) 2^-52 is safe). For the pruned strategies. With gb, the
+ * same per group of centroids: from the row's scores when the kernel keeps them
+ * (d >= 64), else lb2 for every group. */
 void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
-                            km_acc *acc, km_workspace *ws, double *eb, double *lb2);
+                            km_acc *acc, km_workspace *ws, double *eb, double *lb2,
+                            const km_group_bounds *gb);
 /* Row xr's label becomes c: when that is a move, add it to acc exactly as the
  * kernel would (out of *label's cluster, into c's, one changed label). */
 void km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,

@@ -192,7 +192,8 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
                     (long long)blk->rows, km_hamerly_bytes(k, blk->d, blk->rows,
                     km_threads_count(st->th), block_rows, blk->prec) / 1e9);
         else if (alg == KM_ALG_YINYANG &&
-                 !(st->yy = km_yinyang_new(&st->kc, blk->rows, st->th, D->yinyang_groups)))
+                 (km_centers_keep_rows(&st->kc) ||
+                  !(st->yy = km_yinyang_new(&st->kc, blk->rows, st->th, D->yinyang_groups))))
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for Yinyang's bounds of %lld "
                     "rows (%.2f GB; --algorithm hamerly needs 2 floats a row)", c->rank,
                     (long long)blk->rows,

@@ -218,7 +218,7 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
 {
     if (!b->n)
         return;
-    km_assign_block_bounds(kc, b->x, b->n, b->lab, acc, ws, b->eb, b->lb2);
+    km_assign_block_bounds(kc, b->x, b->n, b->lab, acc, ws, b->eb, b->lb2, NULL);
     for (int64_t j = 0; j < b->n; j++) {
         labels[b->row[j]] = b->lab[j];
         set_bounds(h, b->row[j], b->eb[j], b->lb2[j], m);
@@ -298,7 +298,7 @@ static void block_full(km_hamerly *h, const km_centers *kc, const char *x, int64
                        gather_buf *b, double m)
 {
     km_assign_block_bounds(kc, x + (size_t)r0 * h->esize * h->d, nr, labels + first + r0, acc,
-                           ws, b->eb, b->lb2);
+                           ws, b->eb, b->lb2, NULL);
     for (int64_t j = 0; j < nr; j++)
         set_bounds(h, first + r0 + j, b->eb[j], b->lb2[j], m);
     acc->distances += (double)nr * h->k;

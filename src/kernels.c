@@ -344,8 +344,23 @@ void km_centers_load(km_centers *kc, const double *c64)
         load_panels_f64(kc, c64);
 }
 
+int km_centers_keep_rows(km_centers *kc)
+{
+    if (!kc->rows_r)
+        kc->rows_r = alloc64((size_t)kc->k * kc->d * prec_size(kc->prec));
+    return kc->rows_r ? 0 : -1;
+}
+
+double km_row_scores(const km_centers *kc, const void *xr, const int *cand, int n, double *out)
+{
+    return kc->prec == KM_F32 ? row_scores_f32(kc, xr, cand, n, out)
+                              : row_scores_f64(kc, xr, cand, n, out);
+}
+
 void km_centers_free(km_centers *kc)
 {
+    free(kc->rows_r);
+    kc->rows_r = NULL;
     free(kc->panels);
     free(kc->cnorm);
     free(kc->cnorm_r);
@@ -419,9 +434,9 @@ void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws)
 {
     if (kc->prec == KM_F32)
-        assign_block_f32(kc, x, rows, labels, acc, ws, NULL, NULL);
+        assign_block_f32(kc, x, rows, labels, acc, ws, NULL, NULL, NULL);
     else
-        assign_block_f64(kc, x, rows, labels, acc, ws, NULL, NULL);
+        assign_block_f64(kc, x, rows, labels, acc, ws, NULL, NULL, NULL);
     flush_runs(ws, acc);
 }
 
@@ -492,19 +507,22 @@ void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t 
         const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;
         const void *xb = (const char *)x + (size_t)r0 * rowbytes;
         if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
-            assign_block_f32(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL);
+            assign_block_f32(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL,
+                             NULL);
         else
-            assign_block_f64(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL);
+            assign_block_f64(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL,
+                             NULL);
     }
 }
 
 void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
-                            km_acc *acc, km_workspace *ws, double *eb, double *lb2)
+                            km_acc *acc, km_workspace *ws, double *eb, double *lb2,
+                            const km_group_bounds *gb)
 {
     if (kc->prec == KM_F32)
-        assign_block_f32(kc, x, rows, labels, acc, ws, eb, lb2);
+        assign_block_f32(kc, x, rows, labels, acc, ws, eb, lb2, gb);
     else
-        assign_block_f64(kc, x, rows, labels, acc, ws, eb, lb2);
+        assign_block_f64(kc, x, rows, labels, acc, ws, eb, lb2, gb);
 }
 
 km_workspace *km_threads_workspace(km_threads *th, int t)

@@ -188,9 +188,93 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
     take_row(kc, xr, bi, label, acc, ws);
 }
 
+/* base with ||x - c||^2 >= base + score(c) for every centroid c, given xn, the
+ * row's ||x||^2 summed in REAL: the score's error bound (see assign_block) and
+ * xn's rounding, taken twice. */
+static inline double FN(score_base)(const km_centers *kc, REAL xn)
+{
+    const int d = kc->d;
+    const REAL coef = (REAL)(1.25 * ((2.0 * d + 8.0) * UROUND + 0x1p-48));
+    const REAL grow = (REAL)(1.0 + 2.0 * (d + 2) * UROUND);
+    const REAL cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND));
+    const REAL slack = (REAL)(1 + 16 * UROUND);
+    const double xn64 = (double)xn;
+    const double err = 2.0 * (double)coef * (xn64 * (double)grow + (double)cmax2) * (double)slack;
+    return xn64 * (1.0 - 2.0 * (d + 2) * UROUND) - 2.0 * err;
+}
+
+/* Scores of one row against the centroids cand[0, n), as the blocked kernel
+ * computes them (any order of the d products is within its error bound), from
+ * the row-major copy of the centroids; four centroids at a time share the loads
+ * of the row. Returns score_base. */
+static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, const int *cand,
+                             int n, double *out)
+{
+    const int d = kc->d;
+    const REAL *restrict cr = kc->rows_r, *cn = kc->cnorm_r;
+    REAL xn = 0;
+#pragma omp simd reduction(+ : xn)
+    for (int j = 0; j < d; j++)
+        xn += xr[j] * xr[j];
+    int q = 0;
+    for (; q + 4 <= n; q += 4) {
+        const REAL *c0 = cr + (size_t)cand[q] * d, *c1 = cr + (size_t)cand[q + 1] * d;
+        const REAL *c2 = cr + (size_t)cand[q + 2] * d, *c3 = cr + (size_t)cand[q + 3] * d;
+        REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+        for (int j = 0; j < d; j++) {
+            s0 += xr[j] * c0[j];
+            s1 += xr[j] * c1[j];
+            s2 += xr[j] * c2[j];
+            s3 += xr[j] * c3[j];
+        }
+        out[q] = (double)(cn[cand[q]] - 2 * s0);
+        out[q + 1] = (double)(cn[cand[q + 1]] - 2 * s1);
+        out[q + 2] = (double)(cn[cand[q + 2]] - 2 * s2);
+        out[q + 3] = (double)(cn[cand[q + 3]] - 2 * s3);
+    }
+    for (; q < n; q++) {
+        const REAL *c0 = cr + (size_t)cand[q] * d;
+        REAL s0 = 0;
+#pragma omp simd reduction(+ : s0)
+        for (int j = 0; j < d; j++)
+            s0 += xr[j] * c0[j];
+        out[q] = (double)(cn[cand[q]] - 2 * s0);
+    }
+    return FN(score_base)(kc, xn);
+}
+
+/* Yinyang's group bounds of one row (km_group_bounds): per group, base + the
+ * least score of its centroids other than the label, each score being within the
+ * error bound that base subtracts; without scores, lb2 for every group. A NaN
+ * score makes its group's bound 0. */
+static void FN(group_bounds)(const km_centers *kc, const km_group_bounds *gb,
+                             const REAL *sc, int label, double base, double lb2, double *out)
+{
+    const int t = gb->t, k = kc->k;
+    if (!sc) {
+        for (int g = 0; g < t; g++)
+            out[g] = lb2;
+        return;
+    }
+    for (int g = 0; g < t; g++)
+        out[g] = INFINITY;
+    for (int c = 0; c < k; c++) {
+        const double s = (double)sc[(size_t)c * RV];
+        const int g = gb->group[c];
+        if (c != label && (s < out[g] || s != s))   /* once NaN, stays NaN */
+            out[g] = s;
+    }
+    for (int g = 0; g < t; g++) {
+        const double v = base + out[g];
+        out[g] = v > 0 ? v : 0;   /* NaN too */
+    }
+}
+
 static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64_t rows,
                              int32_t *restrict labels, km_acc *acc,
-                             km_workspace *ws, double *eb, double *lb2)
+                             km_workspace *ws, double *eb, double *lb2,
+                             const km_group_bounds *gb)
 {
     const int d = kc->d, ng = kc->kp / CG;
     REAL *xt = ws->xt, *part = ws->part;
@@ -237,19 +321,20 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             lim[h] = st.b1[h] + (8 * coef) * (xn[h] * grow + cmax2) * slack;
         for (int64_t i = 0; i < nr; i++) {
             const int h = (int)(i / VL), l = (int)(i % VL);
-            double lbf = 0, lbl = 0;
+            double lbf = 0, lbl = 0, base = 0;
             if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
                            less twice the scores' error bound and xn's rounding; for the
                            centroids scored above lim, the same with lim */
-                const double xn64 = (double)xn[h][l];
-                const double err = 2.0 * (double)coef * (xn64 * (double)grow + (double)cmax2)
-                                   * (double)slack;
-                lbf = xn64 * (1.0 - 2.0 * (d + 2) * UROUND) + (double)st.b2[h][l] - 2.0 * err;
-                lbl = xn64 * (1.0 - 2.0 * (d + 2) * UROUND) + (double)lim[h][l] - 2.0 * err;
+                base = FN(score_base)(kc, xn[h][l]);
+                lbf = base + (double)st.b2[h][l];
+                lbl = base + (double)lim[h][l];
             }
             FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
                            labels + r0 + i, acc, ws, lbf, lbl, keep ? keep + i : NULL,
                            eb ? eb + r0 + i : NULL, lb2 ? lb2 + r0 + i : NULL);
+            if (gb)   /* needs eb, lb2: the label is final now */
+                FN(group_bounds)(kc, gb, keep ? keep + i : NULL, labels[r0 + i], base,
+                                 lb2[r0 + i], gb->glb + (size_t)(r0 + i) * gb->t);
         }
     }
 }
@@ -257,7 +342,9 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
 static void FN(load_panels)(km_centers *kc, const double *c64)
 {
     const int k = kc->k, d = kc->d, ng = kc->kp / CG;
-    REAL *panels = kc->panels, *cn = kc->cnorm_r;
+    REAL *panels = kc->panels, *cn = kc->cnorm_r, *rows = kc->rows_r;
+    for (size_t i = 0; rows && i < (size_t)k * d; i++)
+        rows[i] = (REAL)c64[i];
     for (int c = 0; c < kc->kp; c++)
         cn[c] = c < k ? (REAL)kc->cnorm[c] : (REAL)INFINITY;
     for (int g = 0; g < ng; g++)

@@ -27,7 +27,11 @@ typedef struct {
     double *lb;             /* t: a row's moved lower bounds */
     int64_t *rest;          /* a block's rows the global test left in doubt */
     double *rglob;          /* and their moved global bounds */
+    double *rup;            /* and their moved upper bounds */
     double *eb, *lb2;       /* a block's kernel bounds (the first pass, gathered rows) */
+    double *glb;            /* and its group bounds, rows x t (km_group_bounds) */
+    int *cand;              /* k: a row's centroids in the groups in doubt */
+    double *csc;            /* k: their kernel scores */
     void *gx;               /* rows gathered for the kernel: most groups in doubt */
     int32_t *glab;          /* their labels */
     int64_t *grow;          /* their local rows */
@@ -70,7 +74,9 @@ size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t, int64_t 
 {
     const size_t esize = prec == KM_F32 ? 4 : 8;
     return sizeof(float) * (size_t)rows * (3 + (size_t)t) + sizeof(double) * (size_t)k * (d + 2)
-           + (size_t)threads * ((size_t)t * 33 + (size_t)block_rows * ((size_t)d * esize + 28));
+           + esize * (size_t)k * d   /* the centroids row-major (km_centers_keep_rows) */
+           + (size_t)threads * ((size_t)t * 33 + (size_t)k * 12
+                                + (size_t)block_rows * ((size_t)d * esize + 28 + 8 * (size_t)t));
 }
 
 void km_yinyang_free(km_yinyang *y)
@@ -85,11 +91,15 @@ void km_yinyang_free(km_yinyang *y)
         free(y->sc[t].lb);
         free(y->sc[t].eb);
         free(y->sc[t].lb2);
+        free(y->sc[t].glb);
+        free(y->sc[t].cand);
+        free(y->sc[t].csc);
         free(y->sc[t].gx);
         free(y->sc[t].glab);
         free(y->sc[t].grow);
         free(y->sc[t].rest);
         free(y->sc[t].rglob);
+        free(y->sc[t].rup);
     }
     free(y->sc);
     free(y->group);
@@ -142,13 +152,18 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
         s->lb = malloc(sizeof(double) * (size_t)y->t);
         s->eb = malloc(sizeof(double) * (size_t)y->gcap);
         s->lb2 = malloc(sizeof(double) * (size_t)y->gcap);
+        s->glb = malloc(sizeof(double) * (size_t)y->gcap * (size_t)y->t);
+        s->cand = malloc(sizeof(int) * (size_t)y->k);
+        s->csc = malloc(sizeof(double) * (size_t)y->k);
         s->gx = malloc(y->rowbytes * (size_t)y->gcap);
         s->glab = malloc(sizeof(int32_t) * (size_t)y->gcap);
         s->grow = malloc(sizeof(int64_t) * (size_t)y->gcap);
         s->rest = malloc(sizeof(int64_t) * (size_t)y->gcap);
         s->rglob = malloc(sizeof(double) * (size_t)y->gcap);
-        ok = s->gmin1 && s->gmin2 && s->gidx1 && s->seen && s->lb && s->eb && s->lb2 && s->gx
-             && s->glab && s->grow && s->rest && s->rglob;
+        s->rup = malloc(sizeof(double) * (size_t)y->gcap);
+        ok = s->gmin1 && s->gmin2 && s->gidx1 && s->seen && s->lb && s->eb && s->lb2 && s->glb
+             && s->cand && s->csc && s->gx
+             && s->glab && s->grow && s->rest && s->rglob && s->rup;
     }
     if (!ok) {
         km_yinyang_free(y);
@@ -254,44 +269,62 @@ static inline double moved(double now, double then)
     return (now - then) * (1 + 0x1p-40) + now * 0x1p-44;
 }
 
+/* Fold value v (a squared distance, or a lower bound of one) of centroid c into
+ * its group's two smallest. */
+static inline void group_min(scratch *s, int g, int c, double v)
+{
+    if (v < s->gmin1[g]) {
+        s->gmin2[g] = s->gmin1[g];
+        s->gmin1[g] = v;
+        s->gidx1[g] = c;
+    } else if (v < s->gmin2[g]) {
+        s->gmin2[g] = v;
+    }
+}
+
 /* One row whose bounds did not settle it: examine the groups that could hold a
  * centroid as near as c_a, take the argmin, rebuild its bounds. lb holds the
- * moved lower bounds (distances) on entry. Returns the distances computed. */
+ * moved lower bounds (distances) on entry. The groups' centroids are first
+ * scored as the fast kernel scores them; an exact distance E is computed only
+ * for those whose score cannot prove them farther than the best so far (the
+ * best-scored first), so the argmin of E, lowest index on ties, is Lloyd's.
+ * Returns the distances scored. */
 static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                            int32_t *label, double e_a, double u, double *lb, scratch *s,
                            km_acc *acc, km_workspace *ws, double m)
 {
     const int a = *label, t = y->t, d = y->d;
-    int best = a;
-    double e_best = e_a;
-    int64_t computed = 0;
+    int n = 0;
     for (int g = 0; g < t; g++) {
         s->seen[g] = !(u * (1 + m) < lb[g] * (1 - m));
-        if (!s->seen[g])
-            continue;
-        double m1 = INFINITY, m2 = INFINITY;
-        int i1 = -1;
-        for (int q = y->gstart[g]; q < y->gstart[g + 1]; q++) {
-            const int c = y->members[q];
-            if (c == a)
-                continue;
-            const double e = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)c * d);
-            computed++;
-            if (e < m1) {
-                m2 = m1;
-                m1 = e;
-                i1 = c;
-            } else if (e < m2) {
-                m2 = e;
-            }
-            if (e < e_best || (e == e_best && c < best)) {
-                e_best = e;
+        s->gmin1[g] = s->gmin2[g] = INFINITY;
+        s->gidx1[g] = -1;
+        if (s->seen[g])
+            for (int q = y->gstart[g]; q < y->gstart[g + 1]; q++)
+                if (y->members[q] != a)
+                    s->cand[n++] = y->members[q];
+    }
+    const double base = km_row_scores(kc, xr, s->cand, n, s->csc);
+    int first = 0;
+    for (int j = 1; j < n; j++)
+        first = s->csc[j] < s->csc[first] ? j : first;
+    int best = a;
+    double e_best = e_a;
+    for (int q = 0; q < n; q++) {
+        const int j = q == 0 ? first : q == first ? 0 : q;   /* the best-scored first */
+        const int c = s->cand[j];
+        const double lo = base + s->csc[j];   /* <= ||x - c||^2 (NaN: proves nothing) */
+        double v;
+        if (lo * (1 - m) > e_best) {   /* E(x, c) >= lo (1 - e) > e_best: not the argmin */
+            v = lo;
+        } else {
+            v = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)c * d);
+            if (v < e_best || (v == e_best && c < best)) {
+                e_best = v;
                 best = c;
             }
         }
-        s->gmin1[g] = m1;
-        s->gmin2[g] = m2;
-        s->gidx1[g] = i1;
+        group_min(s, y->group[c], c, v);
     }
     km_take_row(kc, xr, best, label, acc, ws);
     y->upper[g_row] = km_up_f(sqrt(e_best) * (1 + m));
@@ -300,11 +333,12 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
     float gmin = INFINITY;
     for (int g = 0; g < t; g++) {
         double l;
-        if (s->seen[g]) {   /* min E over the group's centroids other than the new label */
+        if (s->seen[g]) {   /* min over the group's centroids other than the new label of
+                               E or its lower bound: both are >= D^2 (1 - e) */
             double e = s->gidx1[g] == best ? s->gmin2[g] : s->gmin1[g];
             if (g == ga && a != best)
                 e = e_a < e ? e_a : e;   /* the old centroid is now an "other" one */
-            l = sqrt(e) * (1 - m);
+            l = sqrt(e > 0 ? e : 0) * (1 - m);
         } else {
             l = lb[g];
             if (g == ga && a != best) {
@@ -317,21 +351,28 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
     }
     y->glob[g_row] = gmin;
     y->stamp[g_row] = y->pass;
-    return computed;
+    return n;
 }
 
-/* Bounds of a row the kernel assigned: its exact distance eb and the bound lb2
- * on every other centroid's, which starts every group bound (the groups sharpen
- * them when they are examined). */
-static void kernel_bounds(km_yinyang *y, int64_t g_row, double eb, double lb2, double m)
+/* Bounds of a row the kernel assigned: its exact distance eb and glb, the
+ * kernel's bound on the squared distances to each group's other centroids. */
+static void kernel_bounds(km_yinyang *y, int64_t g_row, double eb, const double *glb, double m)
 {
     const int t = y->t;
-    const float l = km_down_f(sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
+    float *low = y->lower + (size_t)g_row * t, gmin = INFINITY;
     y->upper[g_row] = km_up_f(sqrt(eb) * (1 + m));
-    for (int g = 0; g < t; g++)
-        y->lower[(size_t)g_row * t + g] = l;
-    y->glob[g_row] = l;
+    for (int g = 0; g < t; g++) {
+        low[g] = km_down_f(sqrt(glb[g]) * (1 - m));   /* glb >= 0; +inf: FLT_MAX */
+        gmin = low[g] < gmin ? low[g] : gmin;
+    }
+    y->glob[g_row] = gmin;
     y->stamp[g_row] = y->pass;
+}
+
+/* What the kernel is asked for: thread scratch s's group bounds. */
+static km_group_bounds group_request(const km_yinyang *y, const scratch *s)
+{
+    return (km_group_bounds){.group = y->group, .t = y->t, .glb = s->glb};
 }
 
 /* The first pass: Lloyd's kernel over the block gives each row its label and
@@ -341,10 +382,11 @@ static void block_full(km_yinyang *y, const km_centers *kc, const void *x, int64
                        km_workspace *ws, double m)
 {
     const size_t rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
+    const km_group_bounds gb = group_request(y, s);
     km_assign_block_bounds(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + first + r0,
-                           acc, ws, s->eb, s->lb2);
+                           acc, ws, s->eb, s->lb2, &gb);
     for (int64_t j = 0; j < nr; j++)
-        kernel_bounds(y, first + r0 + j, s->eb[j], s->lb2[j], m);
+        kernel_bounds(y, first + r0 + j, s->eb[j], s->glb + (size_t)j * y->t, m);
     acc->distances += (double)nr * y->k;
 }
 
@@ -354,10 +396,11 @@ static void flush_gathered(km_yinyang *y, const km_centers *kc, scratch *s, int3
 {
     if (!s->gn)
         return;
-    km_assign_block_bounds(kc, s->gx, s->gn, s->glab, acc, ws, s->eb, s->lb2);
+    const km_group_bounds gb = group_request(y, s);
+    km_assign_block_bounds(kc, s->gx, s->gn, s->glab, acc, ws, s->eb, s->lb2, &gb);
     for (int64_t j = 0; j < s->gn; j++) {
         labels[s->grow[j]] = s->glab[j];
-        kernel_bounds(y, s->grow[j], s->eb[j], s->lb2[j], m);
+        kernel_bounds(y, s->grow[j], s->eb[j], s->glb + (size_t)j * y->t, m);
     }
     acc->distances += (double)s->gn * y->k;
     s->gn = 0;
@@ -365,7 +408,8 @@ static void flush_gathered(km_yinyang *y, const km_centers *kc, scratch *s, int3
 
 /* The global test on the moved bounds, without reading the row: 1 when no group
  * can hold a centroid nearer than its own (the row stays: nothing to add). */
-static inline int row_settled(km_yinyang *y, int64_t g_row, int a, double m, double *glob_out)
+static inline int row_settled(km_yinyang *y, int64_t g_row, int a, double m, double *glob_out,
+                              double *u_out)
 {
     const int p = y->pass, st = y->stamp[g_row];
     const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
@@ -377,18 +421,56 @@ static inline int row_settled(km_yinyang *y, int64_t g_row, int a, double m, dou
         return 1;
     }
     *glob_out = glob;
+    *u_out = u;
     return 0;
 }
 
-/* A row the global test left in doubt: its exact distance, then the group tests. */
+/* The row's group bounds brought from pass st to now, in lb; returns how many
+ * centroids lie in the groups that u cannot rule out. */
+static int moved_groups(const km_yinyang *y, int64_t g_row, double u, double m, double *lb)
+{
+    const int t = y->t, p = y->pass, st = y->stamp[g_row];
+    const float *low = y->lower + (size_t)g_row * t;
+    const double *now = y->cum_g + (size_t)p * t, *then = y->cum_g + (size_t)st * t;
+    int in_doubt = 0;
+    for (int g = 0; g < t; g++) {
+        const double l = ((double)low[g] - moved(now[g], then[g])) * (1 - 0x1p-50);
+        lb[g] = l > 0 ? l : 0;
+        if (!(u * (1 + m) < lb[g] * (1 - m)))
+            in_doubt += y->gstart[g + 1] - y->gstart[g];
+    }
+    return in_doubt;
+}
+
+/* The row keeps its label with upper bound u: its moved group bounds lb become
+ * its bounds as of this pass (so the global bound is their least again). */
+static void rebase_row(km_yinyang *y, int64_t g_row, double u, const double *lb)
+{
+    const int t = y->t;
+    float *low = y->lower + (size_t)g_row * t, gmin = INFINITY;
+    for (int g = 0; g < t; g++) {
+        low[g] = km_down_f(lb[g]);
+        gmin = low[g] < gmin ? low[g] : gmin;
+    }
+    y->upper[g_row] = km_up_f(u);
+    y->glob[g_row] = gmin;
+    y->stamp[g_row] = y->pass;
+}
+
+/* A row the global test left in doubt (glob, u: its moved global and upper
+ * bounds). First the group tests with u, which need no distance; then u
+ * tightened to the exact distance and the group tests again; then the groups
+ * still in doubt are examined. */
 static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                        int32_t *labels, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
-                       double m, double glob)
+                       double m, double glob, double u)
 {
     int32_t *label = labels + g_row;
-    const int a = *label, t = y->t, d = y->d, p = y->pass, st = y->stamp[g_row];
-    const double shrink = 1 - 0x1p-50;
-    double u;
+    const int a = *label, d = y->d;
+    if (moved_groups(y, g_row, u, m, lb) == 0) {
+        rebase_row(y, g_row, u, lb);
+        return;
+    }
     const double e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
     u = sqrt(e_a) * (1 + m);
     acc->distances += 1;
@@ -396,15 +478,10 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
         y->upper[g_row] = km_up_f(u);
         return;
     }
-    /* the group bounds, brought from pass st to now */
-    const float *low = y->lower + (size_t)g_row * t;
-    const double *now = y->cum_g + (size_t)p * t, *then = y->cum_g + (size_t)st * t;
-    int in_doubt = 0;   /* centroids of the groups the bounds cannot rule out */
-    for (int g = 0; g < t; g++) {
-        double l = ((double)low[g] - moved(now[g], then[g])) * shrink;
-        lb[g] = l > 0 ? l : 0;
-        if (!(u * (1 + m) < lb[g] * (1 - m)))
-            in_doubt += y->gstart[g + 1] - y->gstart[g];
+    const int in_doubt = moved_groups(y, g_row, u, m, lb);
+    if (in_doubt == 0) {
+        rebase_row(y, g_row, u, lb);
+        return;
     }
     /* many of them: the blocked kernel, which does all k, is faster. An exact distance
      * costs ~d + 64 of the kernel's k d per row: the threshold is k / 6 of the centroids
@@ -460,7 +537,8 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
                 scratch *s = &y->sc[t];
                 int64_t nrest = 0;
                 for (int64_t i = r0; i < r0 + nr; i++)
-                    if (!row_settled(y, first + i, labels[first + i], m, &s->rglob[nrest]))
+                    if (!row_settled(y, first + i, labels[first + i], m, &s->rglob[nrest],
+                                     &s->rup[nrest]))
                         s->rest[nrest++] = i;
                 for (int64_t j = 0; j < nrest; j++) {
                     if (j + KM_YY_AHEAD < nrest)
@@ -468,7 +546,7 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
                                         * rowbytes, rowbytes);
                     const int64_t i = s->rest[j];
                     row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i, labels,
-                               s, s->lb, ta, ws, m, s->rglob[j]);
+                               s, s->lb, ta, ws, m, s->rglob[j], s->rup[j]);
                 }
             }
             flush_gathered(y, kc, &y->sc[t], labels, ta, ws, m);   /* whole row groups */

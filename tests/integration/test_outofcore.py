@@ -103,7 +103,7 @@ class Streaming(unittest.TestCase):
                 "--tol", "0", "--max-iter", "10"]
         ref = TMP("y-ref.h5")
         self.assertEqual(kmeans(1, base + ["-o", ref, "--algorithm", "lloyd"])[0], 0)
-        for limit, words in (("700K", "yinyang with 2 groups of centroids instead of 4"),
+        for limit, words in (("760K", "yinyang with 2 groups of centroids instead of 4"),
                              ("400K", "yinyang's bounds do not fit --memory-limit; using")):
             out = TMP("y-%s.h5" % limit)
             rc, so, err = kmeans(1, base + ["-o", out, "--algorithm", "yinyang",

@@ -57,14 +57,15 @@ class SameAsLloyd(unittest.TestCase):
             for s in skipped[1:]:   # what was skipped does not depend on the layout either
                 np.testing.assert_array_equal(s, skipped[0])
             first[alg] = skipped[0]
-        return a, first["hamerly"]
+        return a, first   # the skipped history of each algorithm
 
     def test_datasets(self):
         for name, loader, k in (("iris", datasets.load_iris, 8), ("wine", datasets.load_wine, 6),
                                 ("digits", datasets.load_digits, 20)):
             x = loader().data
-            a, skipped = self.compare(name, x, ["-k", str(k), "--init", "first", "--tol", "0"],
-                                      configs=[(1, 1), (2, 2), (3, 1)])
+            a, first = self.compare(name, x, ["-k", str(k), "--init", "first", "--tol", "0"],
+                                    configs=[(1, 1), (2, 2), (3, 1)])
+            skipped = first["hamerly"]
             self.assertEqual(skipped[0], 0.0)                  # the first pass computes all
             if len(skipped) > 3:
                 self.assertGreater(skipped[-1], 0.5, name)     # and later ones prune
@@ -84,6 +85,16 @@ class SameAsLloyd(unittest.TestCase):
                                                         "--tol", "0"])
         self.compare("baseline64", x, ["-k", "12", "--seed", "3", "--tol", "0"],
                      configs=[(2, 2)])
+        # d >= 64: the kernel keeps its scores, and Yinyang's group bounds come from them
+        # (overlapping clusters, so the bounds do prune: 50-75% from the 6th pass)
+        rng = np.random.default_rng(5)
+        c = 5 + 0.3 * rng.standard_normal((30, 80))
+        w = c[rng.integers(0, 30, 2000)] + 0.5 * rng.standard_normal((2000, 80))
+        w[::5] = w[::5].round(1)
+        _, skipped = self.compare("overlap80", w.astype(np.float32),
+                                  ["-k", "30", "--seed", "4", "--tol", "0"],
+                                  configs=[(1, 1), (2, 2)])
+        self.assertGreater(skipped["yinyang"][-1], 0.5)
 
     def test_few_rows_per_rank(self):
         # 73 rows, k = 10: 25 / 24 / 24 rows on 3 ranks, around k^2 / 4; what is pruned

@@ -304,18 +304,22 @@ static void test_near_ties(void **state)
 /* The bounds the pruned strategies rely on: for every row, eb = the exact float64
  * distance to the chosen centroid, and lb2 <= the true squared distance to every
  * other centroid (long double here, independent of the code), once lowered by the
- * documented margin (d + 8) 2^-52. Cases: spread data, near ties, and a large
- * common baseline (||x|| >> ||x - c||) where the score form loses most digits. */
+ * documented margin (d + 8) 2^-52; the same for each group's bound (Yinyang's
+ * km_group_bounds), and base + km_row_scores <= the true squared distance. Cases:
+ * spread data, near ties, and a large common baseline (||x|| >> ||x - c||) where
+ * the score form loses most digits; kinds 3 and 4 (spread, baseline) have d >= 64,
+ * where the kernel keeps its scores and the group bounds come from them. */
 static void test_bounds(void **state)
 {
     (void)state;
     for (int p = 0; p < 2; p++)
-        for (int kind = 0; kind < 3; kind++) {
-            const int k = 13, d = kind == 1 ? 24 : 37;
+        for (int kind = 0; kind < 5; kind++) {
+            const int k = 13, d = kind == 1 ? 24 : kind >= 3 ? 80 : 37, t = 4;
             const int64_t n = 700;
             rng_state = 7 + 10 * p + kind;
             double *c64 = malloc(sizeof(double) * k * d), *x64 = malloc(sizeof(double) * n * d);
-            const double base = kind == 2 ? 1e4 : 0, spread = kind == 1 ? 1e-6 : 1.0;
+            const double base = kind == 2 || kind == 4 ? 1e4 : 0;
+            const double spread = kind == 1 ? 1e-6 : 1.0;
             for (int c = 0; c < k; c++)
                 for (int j = 0; j < d; j++)
                     c64[c * d + j] = base + (kind == 1 && c ? c64[j] : 0)
@@ -329,17 +333,23 @@ static void test_bounds(void **state)
             km_error err = {0};
             km_centers_init(&kc, k, d, prec, &err);
             set_range(&kc, x, n);
+            assert_int_equal(km_centers_keep_rows(&kc), 0);
             km_centers_load(&kc, c64);
             km_workspace *ws = km_workspace_new(&kc, n);
             km_acc *acc = km_acc_new(k, d), *ref = km_acc_new(k, d);
             int32_t *lab = malloc(n * sizeof(int32_t)), *lab2 = malloc(n * sizeof(int32_t));
             double *eb = malloc(n * sizeof(double)), *lb2 = malloc(n * sizeof(double));
+            double *glb = malloc(sizeof(double) * n * t), *sc = malloc(sizeof(double) * k);
+            int group[13], cand[13];
+            for (int c = 0; c < k; c++)
+                group[c] = (c * 7) % t;
+            const km_group_bounds gb = {.group = group, .t = t, .glb = glb};
             for (int64_t i = 0; i < n; i++)
                 lab[i] = lab2[i] = -1;
-            km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2);
+            km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2, &gb);
             km_assign_naive(&kc, x, n, lab2, ref);
             const double margin = (d + 8) * 0x1p-52;
-            int tight = 0;
+            int tight = 0, gtight = 0, stight = 0, gcount = 0;
             for (int64_t i = 0; i < n; i++) {
                 assert_int_equal(lab[i], lab2[i]);           /* the labels are Lloyd's */
                 if (eb[i] != km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d))
@@ -356,9 +366,46 @@ static void test_bounds(void **state)
                     fail_msg("prec %d kind %d row %lld: lb2 %.17g above the runner-up %.17Lg",
                              p, kind, (long long)i, lb2[i], second);
                 tight += lb2[i] > 0.5 * (double)second;
+                int nc = 0;
+                for (int c = 0; c < k; c++)
+                    if (c != lab[i])
+                        cand[nc++] = c;
+                const double sbase = km_row_scores(&kc, (const char *)x
+                                                   + (size_t)i * d * (p == 0 ? 4 : 8), cand,
+                                                   nc, sc);
+                for (int j = 0; j < nc; j++) {
+                    const long double t2 = ref_dist(x, prec, i, d, c64 + (size_t)cand[j] * d);
+                    if (!((long double)(sbase + sc[j]) <= t2))
+                        fail_msg("prec %d kind %d row %lld centroid %d: base + score %.17g "
+                                 "above the distance %.17Lg", p, kind, (long long)i, cand[j],
+                                 sbase + sc[j], t2);
+                    stight += sbase + sc[j] > 0.5 * (double)t2;
+                }
+                for (int g = 0; g < t; g++) {
+                    long double gmin = INFINITY;
+                    for (int c = 0; c < k; c++)
+                        if (c != lab[i] && group[c] == g) {
+                            long double t2 = ref_dist(x, prec, i, d, c64 + (size_t)c * d);
+                            gmin = t2 < gmin ? t2 : gmin;
+                        }
+                    const double v = glb[i * t + g];
+                    if (!((long double)v * (1 - margin) <= gmin))
+                        fail_msg("prec %d kind %d row %lld group %d: bound %.17g above the "
+                                 "distance %.17Lg", p, kind, (long long)i, g, v, gmin);
+                    if (d < 64 && v != lb2[i])   /* no scores kept: the runner-up bound */
+                        fail_msg("kind %d row %lld group %d: %.17g, not lb2 %.17g", kind,
+                                 (long long)i, g, v, lb2[i]);
+                    gtight += v > 0.5 * (double)gmin;
+                    gcount++;
+                }
             }
-            if (kind == 0)   /* and useful where the data allow: most bounds within 2x */
+            if (kind == 0 || kind == 3) {   /* useful where the data allow: most within 2x */
                 assert_true(tight > n / 2);
+                assert_true(stight > n * (k - 1) / 2);
+            }
+            if (kind == 3)   /* per group, from the scores: sharper than one runner-up */
+                assert_true(gtight > gcount / 2);
+            free(glb); free(sc);
             free(lab); free(lab2); free(eb); free(lb2); free(x); free(x64); free(c64);
             km_acc_free(acc);
             km_acc_free(ref);
