@@ -66,6 +66,15 @@ void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf);
  * totals: per cluster sq - 2 (c - center).(S - n center) + n ||c - center||^2,
  * evaluated in float64 in one fixed order (the same bits on every rank). */
 void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res);
+/* What km_acc_unpack_cached remembers of the last call: a cluster whose totals
+ * (in the buffer's bits) and centroid are those of the last call gets its
+ * values back without the work. In the late passes few clusters change. */
+typedef struct km_unpack_cache km_unpack_cache;
+km_unpack_cache *km_unpack_cache_new(int k, int d, int limbs);
+void km_unpack_cache_free(km_unpack_cache *uc);
+/* km_acc_unpack, with the same bits, through uc. */
+void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,
+                          double *res, km_unpack_cache *uc);
 
 int km_panel_width(km_precision prec);
 int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *err);

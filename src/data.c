@@ -129,7 +129,9 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
 {
     const int64_t rows = D->blk.rows, d = D->blk.d;
     const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
-    double b = 12.0 * (double)rows + (threads + 8.0) * (double)k * d * 16 + 64.0 * D->d_raw;
+    /* k x d: an i128 sum per thread, and 11 x 16 bytes of totals, allreduce buffer,
+     * centroid copies and the unpack cache (km_unpack_cache: limbs + 2 doubles) */
+    double b = 12.0 * (double)rows + (threads + 11.0) * (double)k * d * 16 + 64.0 * D->d_raw;
     if (alg == KM_ALG_HAMERLY)
         b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
     else if (alg == KM_ALG_YINYANG)

@@ -33,6 +33,7 @@ typedef struct {
     size_t pack_len;
     int limbs, bits;   /* fixed.h limb layout for this many ranks */
     double *acc;       /* the allreduced pass in km_acc_len layout */
+    km_unpack_cache *uc; /* the clusters' unpacked values of the last pass */
     size_t acc_len;
     double *old;       /* centroids the current labels refer to */
     double last_ckpt;  /* km_now() at the last checkpoint (or the start) */
@@ -72,7 +73,7 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     st->ckpt_due = flag[FLAG_TIME] > 0;
     if (flag[FLAG_ERROR] > 0)
         return km_comm_agree(st->c, err);
-    km_acc_unpack(st->pack, &st->kc, st->limbs, st->bits, st->acc);
+    km_acc_unpack_cached(st->pack, &st->kc, st->limbs, st->bits, st->acc, st->uc);
     return 0;
 }
 
@@ -181,9 +182,10 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
         st->pack_len = km_acc_pack_len(k, blk->d, st->limbs);
         st->pack = malloc(sizeof(double) * (st->pack_len + FLAG_COUNT));
         st->tot = km_acc_new(k, blk->d);
+        st->uc = km_unpack_cache_new(k, blk->d, st->limbs);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
         st->th = km_threads_new(&st->kc, block_rows);
-        if (!st->acc || !st->pack || !st->tot || !st->old || !st->th)
+        if (!st->acc || !st->pack || !st->tot || !st->uc || !st->old || !st->th)
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
                     "k=%d x d=%d per thread", c->rank, k, blk->d);
         else if (alg == KM_ALG_HAMERLY && !(st->ham = km_hamerly_new(&st->kc, blk->rows, st->th)))
@@ -218,6 +220,7 @@ static void fit_teardown(fit_state *st)
     free(st->acc);
     free(st->pack);
     km_acc_free(st->tot);
+    km_unpack_cache_free(st->uc);
     free(st->old);
 }
 

@@ -619,36 +619,110 @@ void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
     buf[tail + a->k + 1] = a->distances;
 }
 
-void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res)
+struct km_unpack_cache {
+    int valid;
+    double *buf;        /* the last buffer: (k x d + k) x limbs, then k counts */
+    double *c64;        /* k x d: the centroids of the last call */
+    double *res;        /* k x d: its results */
+    long double *in;    /* k: each cluster's inertia term */
+};
+
+km_unpack_cache *km_unpack_cache_new(int k, int d, int limbs)
+{
+    km_unpack_cache *uc = calloc(1, sizeof *uc);
+    if (!uc)
+        return NULL;
+    uc->buf = malloc(sizeof(double) * km_acc_pack_len(k, d, limbs));
+    uc->c64 = malloc(sizeof(double) * (size_t)k * d);
+    uc->res = malloc(sizeof(double) * (size_t)k * d);
+    uc->in = malloc(sizeof(long double) * (size_t)k);
+    if (!uc->buf || !uc->c64 || !uc->res || !uc->in) {
+        km_unpack_cache_free(uc);
+        return NULL;
+    }
+    return uc;
+}
+
+void km_unpack_cache_free(km_unpack_cache *uc)
+{
+    if (!uc)
+        return;
+    free(uc->buf);
+    free(uc->c64);
+    free(uc->res);
+    free(uc->in);
+    free(uc);
+}
+
+/* Cluster c's sums in data units into row (d) and its inertia term. */
+static long double unpack_cluster(const double *buf, const km_centers *kc, int limbs, int bits,
+                                  int c, double n, double *row)
+{
+    const int k = kc->k, d = kc->d;
+    const size_t kd = (size_t)k * d;
+    long double dot = 0, cc = 0;
+    for (int j = 0; j < d; j++) {
+        km_i128 v;
+        km_fx_unpack(buf + ((size_t)c * d + j) * limbs, 1, limbs, bits, &v);
+        row[j] = km_fx_value(v, kc->xscale[j]);
+        /* the cluster's sum about the center, exact until this one rounding */
+        const long double s = (long double)(v - (km_i128)(int64_t)n * kc->center_fx[j])
+                              / kc->xscale[j];
+        const long double cj = (long double)kc->c64[(size_t)c * d + j] - kc->center[j];
+        dot += cj * s;
+        cc += cj * cj;
+    }
+    km_i128 q;
+    km_fx_unpack(buf + (kd + c) * limbs, 1, limbs, bits, &q);
+    /* sum over its rows of ||x - c||^2 = ||x - center||^2 - 2 (c - center).(x - center)
+     * + ||c - center||^2; rounding can take a tight cluster a hair below 0 */
+    const long double in = (long double)q / kc->qscale - 2 * dot + n * cc;
+    return in > 0 ? in : 0;
+}
+
+void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,
+                          double *res, km_unpack_cache *uc)
 {
     const int k = kc->k, d = kc->d;
     const size_t kd = (size_t)k * d, tail = (kd + k) * limbs;
+    const size_t rowb = sizeof(double) * (size_t)d, sumb = rowb * (size_t)limbs;
     memcpy(km_acc_counts(res, k, d), buf + tail, sizeof(double) * (size_t)k);
     long double inertia = 0;   /* x87 extended: the terms about the center cancel */
     for (int c = 0; c < k; c++) {
         const double n = res[kd + c];
-        long double dot = 0, cc = 0;
-        for (int j = 0; j < d; j++) {
-            km_i128 v;
-            km_fx_unpack(buf + ((size_t)c * d + j) * limbs, 1, limbs, bits, &v);
-            res[(size_t)c * d + j] = km_fx_value(v, kc->xscale[j]);
-            /* the cluster's sum about the center, exact until this one rounding */
-            const long double s = (long double)(v - (km_i128)(int64_t)n * kc->center_fx[j])
-                                  / kc->xscale[j];
-            const long double cj = (long double)kc->c64[(size_t)c * d + j] - kc->center[j];
-            dot += cj * s;
-            cc += cj * cj;
+        const size_t r = (size_t)c * d;
+        long double in;
+        if (uc && uc->valid && !memcmp(buf + r * limbs, uc->buf + r * limbs, sumb)
+            && !memcmp(buf + (kd + c) * limbs, uc->buf + (kd + c) * limbs,
+                       sizeof(double) * (size_t)limbs)
+            && !memcmp(buf + tail + c, uc->buf + tail + c, sizeof(double))
+            && !memcmp(kc->c64 + r, uc->c64 + r, rowb)) {
+            memcpy(res + r, uc->res + r, rowb);
+            in = uc->in[c];
+        } else {
+            in = unpack_cluster(buf, kc, limbs, bits, c, n, res + r);
+            if (uc) {
+                memcpy(uc->buf + r * limbs, buf + r * limbs, sumb);
+                memcpy(uc->buf + (kd + c) * limbs, buf + (kd + c) * limbs,
+                       sizeof(double) * (size_t)limbs);
+                uc->buf[tail + c] = buf[tail + c];
+                memcpy(uc->c64 + r, kc->c64 + r, rowb);
+                memcpy(uc->res + r, res + r, rowb);
+                uc->in[c] = in;
+            }
         }
-        km_i128 q;
-        km_fx_unpack(buf + (kd + c) * limbs, 1, limbs, bits, &q);
-        /* sum over its rows of ||x - c||^2 = ||x - center||^2 - 2 (c - center).(x - center)
-         * + ||c - center||^2; rounding can take a tight cluster a hair below 0 */
-        const long double in = (long double)q / kc->qscale - 2 * dot + n * cc;
-        inertia += in > 0 ? in : 0;
+        inertia += in;
     }
+    if (uc)
+        uc->valid = 1;
     res[km_acc_inertia(k, d)] = (double)inertia;
     res[km_acc_changed(k, d)] = buf[tail + k];
     res[km_acc_distances(k, d)] = buf[tail + k + 1];
+}
+
+void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res)
+{
+    km_acc_unpack_cached(buf, kc, limbs, bits, res, NULL);
 }
 
 static double row_value(const void *x, int64_t i, int d, int j, km_precision prec)

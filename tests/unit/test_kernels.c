@@ -475,6 +475,25 @@ static void test_order_independent(void **state)
         direct += ref_dist(x, KM_F64, i, d, c + (size_t)lab[i] * d);
     assert_true(fabs(res[km_acc_inertia(k, d)] - (double)direct)
                 <= inertia_tol(&kc, lab, n, direct));
+    /* through the cache of the last pass: the same bits as without it, while one
+     * cluster's totals change, then another's centroid, then nothing */
+    km_unpack_cache *uc = km_unpack_cache_new(k, d, limbs);
+    double *res2 = malloc(sizeof(double) * km_acc_len(k, d));
+    assert_non_null(uc);
+    for (int step = 0; step < 4; step++) {
+        if (step == 1)
+            ref->sums[1 * d + 2] += 12345;
+        if (step == 2) {
+            c[0 * d + 1] += 0.25;
+            km_centers_load(&kc, c);
+        }
+        km_acc_pack(ref, limbs, bits, buf);
+        km_acc_unpack(buf, &kc, limbs, bits, res);
+        km_acc_unpack_cached(buf, &kc, limbs, bits, res2, uc);
+        assert_memory_equal(res, res2, sizeof(double) * km_acc_len(k, d));
+    }
+    km_unpack_cache_free(uc);
+    free(res2);
     km_i128 neg[3] = {-((km_i128)1 << 100) - 12345, -1, ((km_i128)1 << 110) + 7}, back[3];
     double nb[3 * 8];
     km_fx_pack(neg, 3, limbs, bits, nb);
