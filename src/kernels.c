@@ -57,7 +57,9 @@ struct km_workspace {
     void *part;        /* kp x (2 vectors): partial dot products between d-blocks */
     void *scores;      /* kp x (2 vectors of rows): a row group's scores, kept when
                           d >= KM_KEEP_SCORES_D so a near-tie rechecks only the
-                          centroids it could be; else NULL (recheck all k) */
+                          centroids it could be; else NULL */
+    void *rescore;     /* kp: below that d, one near-tie row's scores, computed
+                          again for it alone (k d products: cheap there) */
     int d;
     uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
     int32_t *runcount; /* k: rows added to or taken from run[c], at most KM_FX_RUN */
@@ -400,7 +402,8 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     const size_t dblock = kc->d < KM_DBLOCK ? (size_t)kc->d : KM_DBLOCK;
     ws->xt = alloc64(rv * dblock * es);
     ws->part = alloc64(rv * (size_t)kc->kp * es);
-    if (kc->d >= KM_KEEP_SCORES_D && !(ws->scores = alloc64(rv * (size_t)kc->kp * es))) {
+    if (kc->d >= KM_KEEP_SCORES_D ? !(ws->scores = alloc64(rv * (size_t)kc->kp * es))
+                                  : !(ws->rescore = alloc64((size_t)kc->kp * es))) {
         km_workspace_free(ws);
         return NULL;
     }
@@ -423,6 +426,7 @@ void km_workspace_free(km_workspace *ws)
     free(ws->xt);
     free(ws->part);
     free(ws->scores);
+    free(ws->rescore);
     free(ws->run);
     free(ws->runcount);
     free(ws->net);

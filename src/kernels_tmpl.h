@@ -147,6 +147,24 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int
 }
 #undef KM_HAVE_T8
 
+/* One row's scores against every centroid, as group_scores computes them (the
+ * same products, so within the same error bound): for a near-tie when the
+ * kernel did not keep the row group's scores. */
+static void FN(rescore)(const km_centers *kc, const REAL *restrict xr, REAL *restrict out)
+{
+    const int d = kc->d, ng = kc->kp / CG;
+    const REAL *cn = kc->cnorm_r;
+    for (int g = 0; g < ng; g++) {
+        const REAL *restrict p = (const REAL *)kc->panels + (size_t)g * d * CG;
+        REAL a[CG] = {0};
+        for (int j = 0; j < d; j++)
+            for (int q = 0; q < CG; q++)
+                a[q] += xr[j] * p[(size_t)j * CG + q];
+        for (int q = 0; q < CG; q++)
+            out[g * CG + q] = cn[g * CG + q] - 2 * a[q];
+    }
+}
+
 /* Finish one row: certify or recheck the argmin, then record a move in acc
  * (a row that keeps its label costs nothing more). With eb != NULL (the
  * pruned strategies' bounds): *eb = that exact distance, *lb2 = a lower bound of
@@ -163,12 +181,18 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
     if (!(second > lim)) {   /* near-tie (or overflow): exact distances decide */
         double e_second = INFINITY;
         e_best = INFINITY;
-        /* with the row's scores (sc[c * RV]), only the centroids scored within
-         * lim of the best can be nearest: the others are provably farther,
-         * and lb_lim bounds their distances from below */
+        /* with the row's scores (sc[c * RV], or computed again), only the
+         * centroids scored within lim of the best can be nearest: the others are
+         * provably farther, and lb_lim bounds their distances from below */
+        size_t stride = RV;
+        if (!sc && ws->rescore && isfinite(lim)) {
+            FN(rescore)(kc, xr, ws->rescore);
+            sc = ws->rescore;
+            stride = 1;
+        }
         const int some = sc && isfinite(lim);
         for (int c = 0; c < k; c++) {
-            if (some && sc[(size_t)c * RV] > lim)
+            if (some && sc[(size_t)c * stride] > lim)
                 continue;
             double e = km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)c * d);
             if (e < e_best) {
