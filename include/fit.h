@@ -8,9 +8,12 @@
 #include "data.h"
 #include "kmeans.h"
 
-/* --algorithm auto (see --help; measured in results/BENCH.md): Hamerly from
- * k x d >= KM_AUTO_HAMERLY_KD, else Lloyd. */
+/* --algorithm auto (see --help; measured in results/BENCH.md): Yinyang for wide
+ * rows and many centroids (d >= KM_AUTO_YINYANG_D and k x d >= KM_AUTO_YINYANG_KD),
+ * else Hamerly from k x d >= KM_AUTO_HAMERLY_KD, else Lloyd. */
 #define KM_AUTO_HAMERLY_KD 128
+#define KM_AUTO_YINYANG_D 512
+#define KM_AUTO_YINYANG_KD 16384
 /* The strategy a run uses: opt->algorithm, or auto's choice for k clusters in d. */
 km_algorithm km_choose_algorithm(const km_options *opt, int k, int d);
 

@@ -15,8 +15,11 @@
 
 typedef struct km_yinyang km_yinyang;
 
-/* The number of groups Ding et al. advise: k / 10 (at least 1). */
-int km_yinyang_groups(int k);
+/* The number of groups: k / 10 as Ding et al. advise, but up to d / 64 (at most
+ * k) for wide rows, where a group bound costs under 1/64 of the distance it can
+ * save (at d = 20,000, k = 16, one centroid a group: Elkan's bounds; measured in
+ * results/BENCH.md). At least 1. */
+int km_yinyang_groups(int k, int d);
 /* Bytes a rank's Yinyang state takes with t groups. */
 size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t, int64_t block_rows,
                         km_precision prec);

@@ -159,7 +159,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     const km_algorithm order[3] = {KM_ALG_YINYANG, KM_ALG_HAMERLY, KM_ALG_LLOYD};
     const double stream_min = (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
                                                       opt->transpose) + cache;
-    const int advised = km_yinyang_groups(k);
+    const int advised = km_yinyang_groups(k, (int)D->blk.d);
     int64_t level = asked == KM_ALG_YINYANG ? 0 : asked == KM_ALG_HAMERLY ? 1 : 2;
     int64_t groups = advised;   /* Yinyang: halve the groups before giving it up */
     for (;;) {

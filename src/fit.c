@@ -310,6 +310,8 @@ km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
 {
     if (opt->algorithm != KM_ALG_AUTO)
         return opt->algorithm;
+    if (d >= KM_AUTO_YINYANG_D && (int64_t)k * d >= KM_AUTO_YINYANG_KD)
+        return KM_ALG_YINYANG;
     return (int64_t)k * d >= KM_AUTO_HAMERLY_KD ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
 }
 

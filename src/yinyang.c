@@ -63,9 +63,10 @@ struct km_yinyang {
 };
 
 
-int km_yinyang_groups(int k)
+int km_yinyang_groups(int k, int d)
 {
-    int t = k / 10;
+    const int wide = d / 64 < k ? d / 64 : k;
+    int t = k / 10 > wide ? k / 10 : wide;
     return t < 1 ? 1 : t;
 }
 

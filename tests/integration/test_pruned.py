@@ -122,7 +122,15 @@ class SameAsLloyd(unittest.TestCase):
         rc, so, se = mpirun(1, 1, ["-i", wide, "-k", "16", "--max-iter", "2", "-o",
                                    TMP("wide-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=hamerly", so)                 # auto: k d >= 128
+        self.assertIn("algorithm=hamerly", so)                 # auto: k d >= 128, d < 512
+        wider = write_h5(TMP("wider.h5"), rng.uniform(size=(300, 600)).astype(np.float32))
+        rc, so, se = mpirun(1, 1, ["-i", wider, "-k", "28", "--max-iter", "2", "-o",
+                                   TMP("wider-out.h5")])
+        self.assertEqual(rc, 0, se)
+        self.assertIn("algorithm=yinyang", so)                 # d >= 512, k d >= 16384
+        rc, so, se = mpirun(1, 1, ["-i", wider, "-k", "27", "--max-iter", "2", "-o",
+                                   TMP("wider-out2.h5")])
+        self.assertIn("algorithm=hamerly", so)                 # k d = 16200 < 16384
         rc, so, se = mpirun(1, 1, ["-i", path, "-k", "8", "--max-iter", "2", "-o",
                                    TMP("auto-8.h5")])
         self.assertIn("algorithm=lloyd", so)                   # auto: k d = 24 < 128
