@@ -18,6 +18,12 @@
 #include "hamerly.h"
 
 #define KM_HAMERLY_SEP_MAX_K 4096
+#define KM_HAMERLY_NEAR 32   /* nearest other centroids listed per centroid */
+/* At most this many of them computed for one row, else the kernel does all k.
+ * Measured (fit s, 2 threads; results/BENCH.md): 2M x 3, k = 512: 19.3 with none,
+ * 13.4 with 8, 11.6 with 16, 13.2 with all 31; 70k x 784, k = 256: 8.7 -> 4.8 with
+ * 16; 1M x 32, k = 64: 3.1 either way. */
+#define KM_HAMERLY_NEAR_MAX 16
 
 typedef struct {
     void *x;          /* gathered rows that need every distance */
@@ -42,6 +48,10 @@ struct km_hamerly {
     double *sep;      /* k: <= min over j != c of D(c, c_j) (0 when not computed) */
     float *drift_f;   /* k: drift rounded up to a float */
     float *sep_f;     /* k: sep rounded down */
+    int *near;        /* k x KM_HAMERLY_NEAR: each centroid's nearest others, nearest
+                         first (nnear of them), or NULL */
+    double *near_lo;  /* the same: <= their distances to it, ascending */
+    int nnear;        /* listed per centroid: min(k - 1, KM_HAMERLY_NEAR); 0: none */
     float max1_f;     /* >= every drift, rounded up */
     float max2_f;     /* >= every drift but arg1's */
     int arg1;         /* the centroid that drifted most (-1: none) */
@@ -100,6 +110,7 @@ size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_r
 {
     const size_t esize = prec == KM_F32 ? 4 : 8;
     return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 3 * (size_t)k)
+           + 12 * (size_t)k * KM_HAMERLY_NEAR
            + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 5 + 1);
 }
 
@@ -123,6 +134,8 @@ void km_hamerly_free(km_hamerly *h)
     free(h->prev);
     free(h->drift);
     free(h->sep);
+    free(h->near);
+    free(h->near_lo);
     free(h->drift_f);
     free(h->sep_f);
     free(h);
@@ -145,11 +158,15 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->prev = malloc(sizeof(double) * (size_t)h->k * h->d);
     h->drift = malloc(sizeof(double) * (size_t)h->k);
     h->sep = malloc(sizeof(double) * (size_t)h->k);
+    h->nnear = h->k <= KM_HAMERLY_SEP_MAX_K ? (h->k - 1 < KM_HAMERLY_NEAR ? h->k - 1
+                                                                          : KM_HAMERLY_NEAR) : 0;
+    h->near = malloc(sizeof(int) * (size_t)h->k * KM_HAMERLY_NEAR);
+    h->near_lo = malloc(sizeof(double) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->drift_f = malloc(sizeof(float) * (size_t)h->k);
     h->sep_f = malloc(sizeof(float) * (size_t)h->k);
     h->buf = calloc((size_t)h->nt, sizeof *h->buf);
     int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->drift_f && h->sep_f
-             && h->buf;
+             && h->near && h->near_lo && h->buf;
     for (int t = 0; ok && t < h->nt; t++) {
         gather_buf *b = &h->buf[t];
         b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
@@ -195,21 +212,80 @@ static void centroid_moves(km_hamerly *h, const double *c64, double m)
     }
     h->max1_f = km_up_f(max1);
     h->max2_f = km_up_f(max2);
-    /* min distance to another centroid: O(k^2 d), skipped for very large k. Decided by
-     * k alone, never by this rank's row count: every rank must prune the same rows, or
-     * the skipped counts in the history would depend on the layout. */
-    const int use_sep = k <= KM_HAMERLY_SEP_MAX_K;
+    /* the nearest other centroids, their distances rounded down: O(k^2 d), skipped
+     * for very large k. Decided by k alone, never by this rank's row count: every
+     * rank must prune the same rows, or the skipped counts in the history would
+     * depend on the layout. sep is the nearest's. */
+    const int nn = h->nnear;
 #pragma omp parallel for schedule(dynamic, 4) if (k > 64)
     for (int c = 0; c < k; c++) {
-        double best = INFINITY;
-        for (int j = 0; use_sep && j < k; j++)
-            if (j != c) {
-                double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64, c64 + (size_t)j * d);
-                best = e < best ? e : best;
+        int *nj = h->near + (size_t)c * KM_HAMERLY_NEAR;
+        double *ne = h->near_lo + (size_t)c * KM_HAMERLY_NEAR;
+        int have = 0;
+        for (int j = 0; nn && j < k; j++) {   /* insertion into the nn smallest E */
+            if (j == c)
+                continue;
+            const double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64,
+                                           c64 + (size_t)j * d);
+            if (have == nn && !(e < ne[nn - 1]))
+                continue;   /* (ties keep the lower index, listed first) */
+            int q = have < nn ? have++ : nn - 1;
+            for (; q > 0 && e < ne[q - 1]; q--) {
+                ne[q] = ne[q - 1];
+                nj[q] = nj[q - 1];
             }
-        h->sep[c] = use_sep && k > 1 ? sqrt(best) * (1 - m) * (1 - m) : 0;
+            ne[q] = e;
+            nj[q] = j;
+        }
+        for (int q = 0; q < have; q++)
+            ne[q] = sqrt(ne[q]) * (1 - m) * (1 - m);
+        h->sep[c] = have ? ne[0] : 0;
         h->sep_f[c] = km_down_f(h->sep[c]);
     }
+}
+
+/* A row still in doubt with exact distance e_a to its centroid a (u >= its
+ * true distance): any centroid nearer than a lies within 2u of c_a, so when a's
+ * list reaches past 2u, only the listed centroids inside it (at most
+ * KM_HAMERLY_NEAR_MAX) get an exact distance; the others are at least
+ * near_lo - u away (Newling and Fleuret's "exponion" idea, with a fixed list).
+ * Returns 0 when the row needs the kernel. Exact as the kernel: the argmin of E
+ * over every centroid that could beat a, lowest index on ties. */
+static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t g, double e_a,
+                    double u, double m, int32_t *labels, km_acc *acc, km_workspace *ws)
+{
+    const int a = labels[g], nn = h->nnear;
+    const int *nj = h->near + (size_t)a * KM_HAMERLY_NEAR;
+    const double *ne = h->near_lo + (size_t)a * KM_HAMERLY_NEAR;
+    /* D(c_a, c_j) > 2u (1 + m)^2 gives D(x, c_j) > D(x, c_a) (1 + 4 m): E_j > E_a */
+    const double r = 2 * u * (1 + m) * (1 + m);
+    if (nn == 0 || !(r < ne[nn - 1]))
+        return 0;
+    int n = 0;
+    while (ne[n] <= r)
+        n++;   /* n < nn: ne[nn - 1] > r */
+    if (n > KM_HAMERLY_NEAR_MAX)
+        return 0;
+    int best = a;
+    double e_best = e_a, e_second = INFINITY;
+    for (int q = 0; q < n; q++) {
+        const int c = nj[q];
+        const double v = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)c * h->d);
+        if (v < e_best || (v == e_best && c < best)) {
+            e_second = e_best;
+            e_best = v;
+            best = c;
+        } else if (v < e_second) {
+            e_second = v;
+        }
+    }
+    acc->distances += n;
+    /* the others: listed or not, at least ne[n] from c_a (the lists are the nearest) */
+    const double far = (ne[n] - u) * KM_SHRINK, near = sqrt(e_second) * (1 - m);
+    km_take_row(kc, xr, best, labels + g, acc, ws);
+    h->upper[g] = km_up_f(sqrt(e_best) * (1 + m));
+    h->lower[g] = km_down_f(near < far ? near : far);
+    return 1;
 }
 
 /* Run the kernel on thread t's gathered rows and scatter labels and bounds. */
@@ -284,6 +360,8 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
             h->lower[g] = km_down_f(l);
             continue;
         }
+        if (near_row(h, kc, xr, g, e, u, m, labels, acc, ws))
+            continue;
         memcpy((char *)b->x + (size_t)b->n * rowbytes, xr, rowbytes);
         b->lab[b->n] = a;
         b->row[b->n++] = g;
