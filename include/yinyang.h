@@ -1,13 +1,15 @@
 /* yinyang.h — the Yinyang exact pruned assignment (Y. Ding et al., "Yinyang
  * K-Means: a drop-in replacement of the classic K-Means with consistent
- * speedup", ICML 2015). The centroids are split into t ~ k/10 groups (by a few
- * Lloyd iterations on the centroids, the same on every rank); per point an upper
- * bound on the distance to its centroid and one lower bound per group, moved
- * each pass by the group's largest drift. A point passes a global test (no group
- * can hold a nearer centroid) or only the groups that fail their test are
- * searched; a point whose tests leave most centroids in doubt goes through the
- * blocked kernel with the others of its block. Same labels, sums, inertia and changed counts as km_lloyd_pass, bit
- * for bit (see yinyang.c for why). Bounds cost (t + 1) floats per point. */
+ * speedup", ICML 2015). The centroids are split into t groups (k/10, more for
+ * wide rows: km_yinyang_groups) by a few Lloyd iterations on the centroids, the
+ * same on every rank; per point an upper bound on the distance to its centroid
+ * and one lower bound per group, moved each pass by the group's largest drift. A
+ * point passes a global test (no group can hold a nearer centroid) or only the
+ * groups that fail their test are searched; a point whose tests leave most
+ * centroids in doubt goes through the blocked kernel with the others of its
+ * block, which also returns its group bounds. Same labels, sums, inertia and
+ * changed counts as km_lloyd_pass, bit for bit (see yinyang.c for why). Bounds
+ * cost (t + 1) floats per point. */
 #ifndef KM_YINYANG_H
 #define KM_YINYANG_H
 #include "kernels.h"

@@ -5,9 +5,11 @@
  * and lb[g] <= D(x, c) for every c != a of group g are bounds on true distances,
  * kept true by the triangle inequality with upper bounds of the drifts. A group
  * with u (1 + e) < lb[g] (1 - e) holds no centroid whose E could reach E(x, c_a)
- * (e = relative error of E, km_bound_margin() in bounds.h); every other group's E
- * are computed exactly, and the label is the argmin, lowest index on ties, over c_a
- * and them. Group bounds move lazily: a row keeps the pass they refer to, and the
+ * (e = relative error of E, km_bound_margin() in bounds.h); every other group's
+ * centroids are scored as the kernel scores them, and those whose score-based
+ * lower bound cannot exceed the best E so far get their E computed exactly: the
+ * label is the argmin of E, lowest index on ties, over c_a and every centroid that
+ * could beat it. Group bounds move lazily: a row keeps the pass they refer to, and the
  * drifts since are summed per group (cum_g), so a row that passes the global test
  * touches 1 bound, not t. */
 #include <math.h>

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include <omp.h>
+#include "bounds.h"
 #include "kernels.h"
 
 static uint64_t rng_state;
@@ -633,6 +634,33 @@ static void test_helpers(void **state)
     free(x); free(D); free(lab);
 }
 
+/* The pruned strategies' outward rounding to float (bounds.h): km_up_f(v) is the
+ * least float >= v, km_down_f(v) the greatest float <= v, with the stated ends
+ * (checked against nextafterf, independent of the bit arithmetic). */
+static void test_outward_rounding(void **state)
+{
+    (void)state;
+    rng_state = 99;
+    for (int i = 0; i < 20000; i++) {
+        const double v = i < 10000 ? unif() * pow(2.0, (int)(unif() * 250) - 140)
+                                   : (double)(float)(unif() * 1e3) * (i % 2 ? 1 : 1 + 0x1p-40);
+        const float up = km_up_f(v), dn = km_down_f(v);
+        if (v <= FLT_MAX) {
+            assert_true((double)up >= v && (double)nextafterf(up, 0) < v);
+        } else {
+            assert_true(isinf(up));
+        }
+        if (v > 0 && v <= FLT_MAX) {
+            assert_true((double)dn <= v && (double)nextafterf(dn, INFINITY) > v);
+        }
+    }
+    assert_true(km_up_f(0) == 0 && km_down_f(0) == 0);
+    assert_true(isinf(km_up_f(NAN)) && isinf(km_up_f(-1.0)) && isinf(km_up_f(INFINITY)));
+    assert_true(km_down_f(NAN) == 0 && km_down_f(-1.0) == 0);
+    assert_true(km_down_f(INFINITY) == FLT_MAX && km_down_f(1e300) == FLT_MAX);
+    assert_true(km_down_f(DBL_MAX) == FLT_MAX && isinf(km_up_f(1e300)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -644,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_outward_rounding),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
