@@ -212,19 +212,31 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
     take_row(kc, xr, bi, label, acc, ws);
 }
 
-/* base with ||x - c||^2 >= base + score(c) for every centroid c, given xn, the
- * row's ||x||^2 summed in REAL: the score's error bound (see assign_block) and
- * xn's rounding, taken twice. */
-static inline double FN(score_base)(const km_centers *kc, REAL xn)
+/* The terms of the scores' error bound: a score is within
+ * coef (xn grow + cmax2) slack of the truth (see assign_block). */
+typedef struct {
+    REAL coef, grow, cmax2, slack;
+} FN(score_err);
+
+static inline FN(score_err) FN(score_err_of)(const km_centers *kc)
 {
     const int d = kc->d;
-    const REAL coef = (REAL)(1.25 * ((2.0 * d + 8.0) * UROUND + 0x1p-48));
-    const REAL grow = (REAL)(1.0 + 2.0 * (d + 2) * UROUND);
-    const REAL cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND));
-    const REAL slack = (REAL)(1 + 16 * UROUND);
+    return (FN(score_err)){
+        .coef = (REAL)(1.25 * ((2.0 * d + 8.0) * UROUND + 0x1p-48)),
+        .grow = (REAL)(1.0 + 2.0 * (d + 2) * UROUND),
+        .cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND)),
+        .slack = (REAL)(1 + 16 * UROUND)};
+}
+
+/* base with ||x - c||^2 >= base + score(c) for every centroid c, given xn, the
+ * row's ||x||^2 summed in REAL: the score's error bound and xn's rounding, taken
+ * twice. */
+static inline double FN(score_base)(const km_centers *kc, const FN(score_err) *se, REAL xn)
+{
     const double xn64 = (double)xn;
-    const double err = 2.0 * (double)coef * (xn64 * (double)grow + (double)cmax2) * (double)slack;
-    return xn64 * (1.0 - 2.0 * (d + 2) * UROUND) - 2.0 * err;
+    const double err = 2.0 * (double)se->coef * (xn64 * (double)se->grow + (double)se->cmax2)
+                       * (double)se->slack;
+    return xn64 * (1.0 - 2.0 * (kc->d + 2) * UROUND) - 2.0 * err;
 }
 
 /* Scores of one row against the centroids cand[0, n), as the blocked kernel
@@ -265,7 +277,8 @@ static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, cons
             s0 += xr[j] * c0[j];
         out[q] = (double)(cn[cand[q]] - 2 * s0);
     }
-    return FN(score_base)(kc, xn);
+    const FN(score_err) se = FN(score_err_of)(kc);
+    return FN(score_base)(kc, &se, xn);
 }
 
 /* Yinyang's group bounds of one row (km_group_bounds): per group, base + the
@@ -336,20 +349,17 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
          * (d FMAs), centroids and norms rounded to REAL, the score's rounding.
          * (a + b)^2 <= 2 a^2 + 2 b^2 avoids a square root; the same bound covers
          * km_dist_exact's float64 error. Runners-up within 4x of it are rechecked. */
-        const REAL coef = (REAL)(1.25 * ((2.0 * d + 8.0) * UROUND + 0x1p-48));
-        const REAL grow = (REAL)(1.0 + 2.0 * (d + 2) * UROUND);
-        const REAL cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND));
-        const REAL slack = (REAL)(1 + 16 * UROUND);
+        const FN(score_err) se = FN(score_err_of)(kc);
         VEC lim[2];
         for (int h = 0; h < 2; h++)
-            lim[h] = st.b1[h] + (8 * coef) * (xn[h] * grow + cmax2) * slack;
+            lim[h] = st.b1[h] + (8 * se.coef) * (xn[h] * se.grow + se.cmax2) * se.slack;
         for (int64_t i = 0; i < nr; i++) {
             const int h = (int)(i / VL), l = (int)(i % VL);
             double lbf = 0, lbl = 0, base = 0;
             if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
                            less twice the scores' error bound and xn's rounding; for the
                            centroids scored above lim, the same with lim */
-                base = FN(score_base)(kc, xn[h][l]);
+                base = FN(score_base)(kc, &se, xn[h][l]);
                 lbf = base + (double)st.b2[h][l];
                 lbl = base + (double)lim[h][l];
             }

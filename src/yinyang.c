@@ -428,21 +428,26 @@ static inline int row_settled(km_yinyang *y, int64_t g_row, int a, double m, dou
     return 0;
 }
 
-/* The row's group bounds brought from pass st to now, in lb; returns how many
- * centroids lie in the groups that u cannot rule out. */
-static int moved_groups(const km_yinyang *y, int64_t g_row, double u, double m, double *lb)
+/* The row's group bounds brought from pass st to now, in lb. */
+static void moved_groups(const km_yinyang *y, int64_t g_row, double *lb)
 {
     const int t = y->t, p = y->pass, st = y->stamp[g_row];
     const float *low = y->lower + (size_t)g_row * t;
     const double *now = y->cum_g + (size_t)p * t, *then = y->cum_g + (size_t)st * t;
-    int in_doubt = 0;
     for (int g = 0; g < t; g++) {
         const double l = ((double)low[g] - moved(now[g], then[g])) * (1 - 0x1p-50);
         lb[g] = l > 0 ? l : 0;
-        if (!(u * (1 + m) < lb[g] * (1 - m)))
-            in_doubt += y->gstart[g + 1] - y->gstart[g];
     }
-    return in_doubt;
+}
+
+/* How many centroids lie in the groups whose bound lb[g] u cannot rule out. */
+static int in_doubt(const km_yinyang *y, const double *lb, double u, double m)
+{
+    int n = 0;
+    for (int g = 0; g < y->t; g++)
+        if (!(u * (1 + m) < lb[g] * (1 - m)))
+            n += y->gstart[g + 1] - y->gstart[g];
+    return n;
 }
 
 /* The row keeps its label with upper bound u: its moved group bounds lb become
@@ -470,7 +475,8 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
 {
     int32_t *label = labels + g_row;
     const int a = *label, d = y->d;
-    if (moved_groups(y, g_row, u, m, lb) == 0) {
+    moved_groups(y, g_row, lb);
+    if (in_doubt(y, lb, u, m) == 0) {
         rebase_row(y, g_row, u, lb);
         return;
     }
@@ -481,8 +487,8 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
         y->upper[g_row] = km_up_f(u);
         return;
     }
-    const int in_doubt = moved_groups(y, g_row, u, m, lb);
-    if (in_doubt == 0) {
+    const int doubt = in_doubt(y, lb, u, m);   /* the same lb, the tighter u */
+    if (doubt == 0) {
         rebase_row(y, g_row, u, lb);
         return;
     }
@@ -490,7 +496,7 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
      * costs ~d + 64 of the kernel's k d per row: the threshold is k / 6 of the centroids
      * at d = 32 and ~k / 2 at d = 784, where those fractions measured best (BENCH.md);
      * at d = 3 it gives k / 45, not measured on its own */
-    if (2 * (int64_t)in_doubt * (y->d + 64) > (int64_t)y->k * y->d) {
+    if (2 * (int64_t)doubt * (y->d + 64) > (int64_t)y->k * y->d) {
         memcpy((char *)s->gx + (size_t)s->gn * y->rowbytes, xr, y->rowbytes);
         s->glab[s->gn] = a;
         s->grow[s->gn++] = g_row;
