@@ -317,14 +317,16 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
     REAL *xt = ws->xt, *part = ws->part;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
-        /* ask for the next row group now: it arrives while this one computes */
+        /* The next row group is asked for while this one computes, a slice before
+           each centroid group's call. All at once, the prefetches queued behind
+           the few line-fill buffers and stalled the loads of the transposition
+           (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
         const int64_t ahead = rows - r0 - RV;
-        if (ahead > 0) {
-            const char *nx = (const char *)(x + (r0 + RV) * d);
-            const size_t bytes = (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL);
-            for (size_t o = 0; o < bytes; o += 64)
-                __builtin_prefetch(nx + o, 0, 3);
-        }
+        const char *pf = (const char *)(x + (r0 + RV) * d);
+        const size_t pf_bytes = ahead > 0 ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
+        const size_t pf_calls = (size_t)ng * (size_t)((d + KM_DBLOCK - 1) / KM_DBLOCK);
+        const size_t pf_step = (pf_bytes / pf_calls + 127) / 64 * 64;
+        size_t pf_done = 0;
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
         for (int h = 0; h < 2; h++)
@@ -342,8 +344,11 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
                 xn[0] += x0 * x0;
                 xn[1] += x1 * x1;
             }
-            for (int g = 0; g < ng; g++)
+            for (int g = 0; g < ng; g++) {
+                for (size_t o = 0; o < pf_step && pf_done < pf_bytes; o += 64, pf_done += 64)
+                    __builtin_prefetch(pf + pf_done, 0, 3);
                 FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep);
+            }
         }
         /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
          * (d FMAs), centroids and norms rounded to REAL, the score's rounding.
