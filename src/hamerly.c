@@ -22,8 +22,15 @@
 /* At most this many of them computed for one row, else the kernel does all k.
  * Measured (fit s, 2 threads; results/BENCH.md): 2M x 3, k = 512: 19.3 with none,
  * 13.4 with 8, 11.6 with 16, 13.2 with all 31; 70k x 784, k = 256: 8.7 -> 4.8 with
- * 16; 1M x 32, k = 64: 3.1 either way. */
+ * 16. */
 #define KM_HAMERLY_NEAR_MAX 16
+/* The lists are used only when a row's k distances in the kernel cost more than
+ * k (d + 10) >= KM_HAMERLY_NEAR_KD: below it the per-row scalar work of the lists
+ * costs more than the kernel's blocks. Measured on Zen 3 (one thread each, run side
+ * by side; BENCH.md): with the lists, 1M x 32, k = 64 (2688) and 2M x 3, k = 128
+ * (1664) were 2-18 % slower; 2M x 3, k = 512 (6656) and 1M x 32, k = 256 (10752)
+ * 35-38 % faster. */
+#define KM_HAMERLY_NEAR_KD 4096
 
 typedef struct {
     void *x;          /* gathered rows that need every distance */
@@ -52,6 +59,7 @@ struct km_hamerly {
                          first (nnear of them), or NULL */
     double *near_lo;  /* the same: <= their distances to it, ascending */
     int nnear;        /* listed per centroid: min(k - 1, KM_HAMERLY_NEAR); 0: none */
+    int near_max;     /* at most this many computed for one row: 0 or KM_HAMERLY_NEAR_MAX */
     float max1_f;     /* >= every drift, rounded up */
     float max2_f;     /* >= every drift but arg1's */
     int arg1;         /* the centroid that drifted most (-1: none) */
@@ -160,6 +168,7 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->sep = malloc(sizeof(double) * (size_t)h->k);
     h->nnear = h->k <= KM_HAMERLY_SEP_MAX_K ? (h->k - 1 < KM_HAMERLY_NEAR ? h->k - 1
                                                                           : KM_HAMERLY_NEAR) : 0;
+    h->near_max = (double)h->k * (h->d + 10) >= KM_HAMERLY_NEAR_KD ? KM_HAMERLY_NEAR_MAX : 0;
     h->near = malloc(sizeof(int) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->near_lo = malloc(sizeof(double) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->drift_f = malloc(sizeof(float) * (size_t)h->k);
@@ -247,7 +256,7 @@ static void centroid_moves(km_hamerly *h, const double *c64, double m)
 /* A row still in doubt with exact distance e_a to its centroid a (u >= its
  * true distance): any centroid nearer than a lies within 2u of c_a, so when a's
  * list reaches past 2u, only the listed centroids inside it (at most
- * KM_HAMERLY_NEAR_MAX) get an exact distance; the others are at least
+ * near_max) get an exact distance; the others are at least
  * near_lo - u away (Newling and Fleuret's "exponion" idea, with a fixed list).
  * Returns 0 when the row needs the kernel. Exact as the kernel: the argmin of E
  * over every centroid that could beat a, lowest index on ties. */
@@ -264,7 +273,7 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
     int n = 0;
     while (ne[n] <= r)
         n++;   /* n < nn: ne[nn - 1] > r */
-    if (n > KM_HAMERLY_NEAR_MAX)
+    if (n > h->near_max)
         return 0;
     int best = a;
     double e_best = e_a, e_second = INFINITY;
@@ -279,9 +288,24 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
             e_second = v;
         }
     }
+    /* The others are at least ne[n] - u away, and that is the lower bound's if it is
+     * the smaller: just past 2u, so a row kept this way would be in doubt again next
+     * pass. While the list's next centroid could be the runner-up, compute it too:
+     * past 2u it is farther than a, so than the best, and only the bound changes.
+     * Seen (one thread, side by side): 2M x 3, k = 512 and 70k x 784, k = 256 took
+     * 10-20 % less time. */
+    double near = sqrt(e_second) * (1 - m);
+    while (n < nn - 1 && n < h->near_max && (ne[n] - u) * KM_SHRINK < near) {
+        const double v = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)nj[n] * h->d);
+        if (v < e_second) {
+            e_second = v;
+            near = sqrt(e_second) * (1 - m);
+        }
+        n++;
+    }
     acc->distances += n;
     /* the others: listed or not, at least ne[n] from c_a (the lists are the nearest) */
-    const double far = (ne[n] - u) * KM_SHRINK, near = sqrt(e_second) * (1 - m);
+    const double far = (ne[n] - u) * KM_SHRINK;
     km_take_row(kc, xr, best, labels + g, acc, ws);
     h->upper[g] = km_up_f(sqrt(e_best) * (1 + m));
     h->lower[g] = km_down_f(near < far ? near : far);

@@ -96,6 +96,19 @@ class SameAsLloyd(unittest.TestCase):
                                   configs=[(1, 1), (2, 2)])
         self.assertGreater(skipped["yinyang"][-1], 0.5)
 
+    def test_near_lists(self):
+        # k (d + 10) >= 4096: a Hamerly row in doubt gets exact distances to the centroids
+        # listed near its own (within 2u, then on while one could be the runner-up)
+        rng = np.random.default_rng(9)
+        u = rng.uniform(size=(12000, 2))
+        x = np.sin(2 * np.pi * u) @ rng.standard_normal((2, 3)) + 0.02 * rng.standard_normal(
+            (12000, 3))
+        x[::9] = x[::9].round(2)                               # near-duplicates, near-ties
+        _, skipped = self.compare("near", x.astype(np.float32),
+                                  ["-k", "320", "--init", "first", "--tol", "0",
+                                   "--max-iter", "80"], configs=[(1, 1), (2, 2)])
+        self.assertGreater(skipped["hamerly"][-1], 0.9)
+
     def test_few_rows_per_rank(self):
         # 73 rows, k = 10: 25 / 24 / 24 rows on 3 ranks, around k^2 / 4; what is pruned
         # (and so the skipped history) must not depend on how many rows a rank holds
