@@ -78,9 +78,42 @@ static inline void km_fx_unpack(const double *buf, size_t n, int limbs, int bits
     }
 }
 
-/* The integer total back in the units of v (one rounding, to nearest). */
+/* (double)v and (long double)v, rounded to nearest as the compiler's own
+ * conversions (libgcc's __floattidf, __floattixf) round them, without their
+ * cost. A v that fits an int64 converts in one instruction. Otherwise, to
+ * double: |v| cut to its top 62 bits with the bits cut off or-ed into the last
+ * one (rounding to odd), which then rounds to 53 bits as |v| would, since 62 >=
+ * 53 + 2; to long double: hi 2^64 and lo are exact in its 64-bit mantissa, so
+ * their sum is rounded once. */
+static inline int km_fx_fits64(km_i128 v)
+{
+    return (km_i128)(int64_t)v == v;
+}
+
+static inline double km_fx_to_double(km_i128 v)
+{
+    if (km_fx_fits64(v))
+        return (double)(int64_t)v;
+    const unsigned __int128 a = v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+    const uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
+    const int nbits = hi ? 128 - __builtin_clzll(hi) : 64 - __builtin_clzll(lo);
+    const int s = nbits - 62;   /* >= 2: |v| >= 2^63; a >> s has 62 bits */
+    const uint64_t w = (uint64_t)(a >> s) | ((a & (((unsigned __int128)1 << s) - 1)) != 0);
+    const double r = ldexp((double)(int64_t)w, s);
+    return v < 0 ? -r : r;
+}
+
+static inline long double km_fx_to_ld(km_i128 v)
+{
+    if (km_fx_fits64(v))
+        return (long double)(int64_t)v;
+    return (long double)(int64_t)(v >> 64) * 0x1p64L + (long double)(uint64_t)v;
+}
+
+/* The integer total back in the units of v (one rounding, to nearest; scale is a
+ * power of two, so dividing by it is exact). */
 static inline double km_fx_value(km_i128 total, double scale)
 {
-    return (double)total / scale;
+    return km_fx_to_double(total) / scale;
 }
 #endif

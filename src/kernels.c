@@ -670,7 +670,7 @@ static long double unpack_cluster(const double *buf, const km_centers *kc, int l
         km_fx_unpack(buf + ((size_t)c * d + j) * limbs, 1, limbs, bits, &v);
         row[j] = km_fx_value(v, kc->xscale[j]);
         /* the cluster's sum about the center, exact until this one rounding */
-        const long double s = (long double)(v - (km_i128)(int64_t)n * kc->center_fx[j])
+        const long double s = km_fx_to_ld(v - (km_i128)(int64_t)n * kc->center_fx[j])
                               / kc->xscale[j];
         const long double cj = (long double)kc->c64[(size_t)c * d + j] - kc->center[j];
         dot += cj * s;
@@ -680,7 +680,7 @@ static long double unpack_cluster(const double *buf, const km_centers *kc, int l
     km_fx_unpack(buf + (kd + c) * limbs, 1, limbs, bits, &q);
     /* sum over its rows of ||x - c||^2 = ||x - center||^2 - 2 (c - center).(x - center)
      * + ||c - center||^2; rounding can take a tight cluster a hair below 0 */
-    const long double in = (long double)q / kc->qscale - 2 * dot + n * cc;
+    const long double in = km_fx_to_ld(q) / kc->qscale - 2 * dot + n * cc;
     return in > 0 ? in : 0;
 }
 
@@ -691,7 +691,12 @@ void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, in
     const size_t kd = (size_t)k * d, tail = (kd + k) * limbs;
     const size_t rowb = sizeof(double) * (size_t)d, sumb = rowb * (size_t)limbs;
     memcpy(km_acc_counts(res, k, d), buf + tail, sizeof(double) * (size_t)k);
-    long double inertia = 0;   /* x87 extended: the terms about the center cancel */
+    long double *in_c = uc ? uc->in : malloc(sizeof(long double) * (size_t)k);
+    if (!in_c)
+        abort();   /* only the tests call it without a cache */
+    /* clusters are independent: split among the threads (each cluster's values are
+       computed by one thread in one order, so the bits do not depend on how many) */
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)k * d >= 4096)
     for (int c = 0; c < k; c++) {
         const double n = res[kd + c];
         const size_t r = (size_t)c * d;
@@ -712,13 +717,17 @@ void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, in
                 uc->buf[tail + c] = buf[tail + c];
                 memcpy(uc->c64 + r, kc->c64 + r, rowb);
                 memcpy(uc->res + r, res + r, rowb);
-                uc->in[c] = in;
             }
         }
-        inertia += in;
+        in_c[c] = in;
     }
+    long double inertia = 0;   /* x87 extended: the terms about the center cancel */
+    for (int c = 0; c < k; c++)
+        inertia += in_c[c];
     if (uc)
         uc->valid = 1;
+    else
+        free(in_c);
     res[km_acc_inertia(k, d)] = (double)inertia;
     res[km_acc_changed(k, d)] = buf[tail + k];
     res[km_acc_distances(k, d)] = buf[tail + k + 1];

@@ -661,6 +661,50 @@ static void test_outward_rounding(void **state)
     assert_true(km_down_f(DBL_MAX) == FLT_MAX && isinf(km_up_f(1e300)));
 }
 
+/* km_fx_to_double / km_fx_to_ld against the compiler's own conversions of
+ * __int128 (libgcc), bit for bit: random magnitudes, both signs, values exactly
+ * half-way between two doubles (ties to even), a bit above and below them, and
+ * the edges of the int64 fast path. */
+static void check_fx_conv(km_i128 v)
+{
+    const double d = km_fx_to_double(v), ref = (double)v;
+    const long double l = km_fx_to_ld(v), lref = (long double)v;
+    assert_memory_equal(&d, &ref, sizeof d);
+    assert_true(l == lref);
+}
+
+static void test_fx_conversions(void **state)
+{
+    (void)state;
+    rng_state = 123;
+    for (int i = 0; i < 200000; i++) {
+        const int bits = (int)(unif() * 126);
+        km_i128 v = 0;
+        for (int b = 0; b < bits; b += 30)
+            v = (v << 30) | (km_i128)(uint64_t)(unif() * 0x1p30);
+        v &= ((km_i128)1 << bits) - 1;
+        check_fx_conv(v);
+        check_fx_conv(-v);
+    }
+    for (int s = 1; s < 72; s++) {   /* m 2^s + 2^(s-1): half-way when m has 53 bits */
+        for (int i = 0; i < 200; i++) {
+            const km_i128 m = ((km_i128)1 << 52) | (km_i128)(uint64_t)(unif() * 0x1p52);
+            const km_i128 half = (m << s) | ((km_i128)1 << (s - 1));
+            for (int e = -1; e <= 1; e++) {
+                check_fx_conv(half + e);
+                check_fx_conv(-(half + e));
+            }
+        }
+    }
+    const km_i128 one = 1;
+    const km_i128 edges[] = {0, 1, (one << 63) - 1, one << 63, (one << 63) + 1, one << 64,
+                             (one << 64) - 1, (one << 64) + 1, (one << 126) - 1, one << 125};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        check_fx_conv(edges[i]);
+        check_fx_conv(-edges[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_outward_rounding),
+        cmocka_unit_test(test_fx_conversions),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }
