@@ -50,10 +50,15 @@ typedef struct {
     double *counts;        /* k (exact integers) */
     double changed;        /* rows that moved in this pass */
     double distances;      /* point-centroid distances computed to assign, this pass */
+    unsigned char *dirty;  /* k: 1 where sums may be non-zero since km_acc_clear: sums
+                              are written only by the kernels' moves and km_acc_add */
 } km_acc;
 
 km_acc *km_acc_new(int k, int d);
 void km_acc_free(km_acc *a);
+/* Zero the totals. Only the clusters marked dirty have sums to zero, and only
+ * they are added by km_acc_add: a late pass moves few rows, and k x d totals
+ * swept twice a pass and thread cost more than its moves (k d = 320,000). */
 void km_acc_clear(km_acc *a);
 /* Zero only the per-pass counts (changed, distances): the totals carry on. */
 void km_acc_clear_pass(km_acc *a);

@@ -166,6 +166,7 @@ static void flush_cluster(km_workspace *ws, km_acc *acc, int c)
     }
     ws->runcount[c] = 0;
     ws->net[c] = 0;
+    acc->dirty[c] = 1;
 }
 
 /* Everything the workspace still holds goes into acc. */
@@ -563,7 +564,8 @@ km_acc *km_acc_new(int k, int d)
     a->sums = calloc((size_t)k * d, sizeof(km_i128));
     a->sq = calloc((size_t)k, sizeof(km_i128));
     a->counts = calloc((size_t)k, sizeof(double));
-    if (!a->sums || !a->sq || !a->counts) {
+    a->dirty = calloc((size_t)k, 1);
+    if (!a->sums || !a->sq || !a->counts || !a->dirty) {
         km_acc_free(a);
         return NULL;
     }
@@ -577,12 +579,17 @@ void km_acc_free(km_acc *a)
     free(a->sums);
     free(a->sq);
     free(a->counts);
+    free(a->dirty);
     free(a);
 }
 
 void km_acc_clear(km_acc *a)
 {
-    memset(a->sums, 0, sizeof(km_i128) * (size_t)a->k * a->d);
+    for (int c = 0; c < a->k; c++)
+        if (a->dirty[c]) {
+            memset(a->sums + (size_t)c * a->d, 0, sizeof(km_i128) * (size_t)a->d);
+            a->dirty[c] = 0;
+        }
     memset(a->sq, 0, sizeof(km_i128) * (size_t)a->k);
     memset(a->counts, 0, sizeof(double) * (size_t)a->k);
     km_acc_clear_pass(a);
@@ -596,9 +603,15 @@ void km_acc_clear_pass(km_acc *a)
 
 void km_acc_add(km_acc *dst, const km_acc *src)
 {
-    const size_t kd = (size_t)dst->k * dst->d;
-    for (size_t i = 0; i < kd; i++)
-        dst->sums[i] += src->sums[i];
+    const size_t d = (size_t)dst->d;
+    for (int c = 0; c < dst->k; c++)
+        if (src->dirty[c]) {
+            km_i128 *restrict to = dst->sums + c * d;
+            const km_i128 *restrict from = src->sums + c * d;
+            for (size_t j = 0; j < d; j++)
+                to[j] += from[j];
+            dst->dirty[c] = 1;
+        }
     for (int c = 0; c < dst->k; c++) {
         dst->counts[c] += src->counts[c];
         dst->sq[c] += src->sq[c];
