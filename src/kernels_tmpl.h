@@ -322,7 +322,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
            the few line-fill buffers and stalled the loads of the transposition
            (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
         const int64_t ahead = rows - r0 - RV;
-        const char *pf = (const char *)(x + (r0 + RV) * d);
+        const char *pf = (const char *)(ahead > 0 ? x + (r0 + RV) * d : x);
         const size_t pf_bytes = ahead > 0 ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
         const size_t pf_calls = (size_t)ng * (size_t)((d + KM_DBLOCK - 1) / KM_DBLOCK);
         const size_t pf_step = (pf_bytes / pf_calls + 127) / 64 * 64;
