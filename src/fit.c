@@ -316,7 +316,7 @@ km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
         return opt->algorithm;
     if (d >= KM_AUTO_YINYANG_D && (int64_t)k * d >= KM_AUTO_YINYANG_KD)
         return KM_ALG_YINYANG;
-    return (int64_t)k * d >= KM_AUTO_HAMERLY_KD ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
+    return k >= KM_AUTO_HAMERLY_K ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
 }
 
 int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int32_t *labels,

@@ -130,12 +130,12 @@ class SameAsLloyd(unittest.TestCase):
         rc, so, se = mpirun(2, 1, ["-i", path, "-k", "64", "--init", "first", "-o",
                                    TMP("auto-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=hamerly", so)                 # auto: k d = 192 >= 128
+        self.assertIn("algorithm=hamerly", so)                 # auto: k >= 2, d < 512
         wide = write_h5(TMP("wide.h5"), rng.uniform(size=(300, 256)).astype(np.float32))
         rc, so, se = mpirun(1, 1, ["-i", wide, "-k", "16", "--max-iter", "2", "-o",
                                    TMP("wide-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=hamerly", so)                 # auto: k d >= 128, d < 512
+        self.assertIn("algorithm=hamerly", so)                 # auto: d < 512
         wider = write_h5(TMP("wider.h5"), rng.uniform(size=(300, 600)).astype(np.float32))
         rc, so, se = mpirun(1, 1, ["-i", wider, "-k", "28", "--max-iter", "2", "-o",
                                    TMP("wider-out.h5")])
@@ -144,9 +144,13 @@ class SameAsLloyd(unittest.TestCase):
         rc, so, se = mpirun(1, 1, ["-i", wider, "-k", "27", "--max-iter", "2", "-o",
                                    TMP("wider-out2.h5")])
         self.assertIn("algorithm=hamerly", so)                 # k d = 16200 < 16384
-        rc, so, se = mpirun(1, 1, ["-i", path, "-k", "8", "--max-iter", "2", "-o",
-                                   TMP("auto-8.h5")])
-        self.assertIn("algorithm=lloyd", so)                   # auto: k d = 24 < 128
+        rc, so, se = mpirun(1, 1, ["-i", path, "-k", "2", "--max-iter", "2", "-o",
+                                   TMP("auto-2.h5")])
+        self.assertIn("algorithm=hamerly", so)                 # auto: k d = 6, k >= 2
+        rc, so, se = mpirun(1, 1, ["-i", path, "-k", "1", "--max-iter", "2", "-o",
+                                   TMP("auto-1.h5")])
+        self.assertEqual(rc, 0, se)
+        self.assertIn("algorithm=lloyd", so)                   # auto: one cluster
         self.compare("tolstop", x, ["-k", "64", "--init", "first", "--tol", "1e-3"],
                      configs=[(2, 1), (1, 2)])
 
