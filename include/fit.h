@@ -10,11 +10,12 @@
 
 /* --algorithm auto (see --help; measured in results/BENCH.md): Yinyang for wide
  * rows and many centroids (d >= KM_AUTO_YINYANG_D and k x d >= KM_AUTO_YINYANG_KD),
- * else Hamerly from k >= KM_AUTO_HAMERLY_K, else Lloyd (one cluster: nothing to
- * prune). Since Hamerly's bound test runs 8 rows a vector it measured at most 6 %
- * slower than Lloyd (4M x 16, k = 4) and 1.1-2.5x faster at every other k x d < 128
- * tried (Zen 3); the threshold was k x d >= 128 before. */
-#define KM_AUTO_HAMERLY_K 2
+ * else Hamerly from k x d >= KM_AUTO_HAMERLY_KD, or from k >= 2 when d <=
+ * KM_AUTO_HAMERLY_LOW_D, else Lloyd. Below k x d = 128 Hamerly measured 1.5-4x
+ * faster than Lloyd at d = 3 (k = 2 to 43), but at d = 16 from 20 % faster (k = 2)
+ * to 6 % slower (k = 4) (Zen 3, one thread each, side by side). */
+#define KM_AUTO_HAMERLY_KD 128
+#define KM_AUTO_HAMERLY_LOW_D 8
 #define KM_AUTO_YINYANG_D 512
 #define KM_AUTO_YINYANG_KD 16384
 /* The strategy a run uses: opt->algorithm, or auto's choice for k clusters in d. */

@@ -316,7 +316,9 @@ km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
         return opt->algorithm;
     if (d >= KM_AUTO_YINYANG_D && (int64_t)k * d >= KM_AUTO_YINYANG_KD)
         return KM_ALG_YINYANG;
-    return k >= KM_AUTO_HAMERLY_K ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
+    const int hamerly = (int64_t)k * d >= KM_AUTO_HAMERLY_KD
+                        || (k >= 2 && d <= KM_AUTO_HAMERLY_LOW_D);
+    return hamerly ? KM_ALG_HAMERLY : KM_ALG_LLOYD;
 }
 
 int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int32_t *labels,

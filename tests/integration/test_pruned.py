@@ -130,7 +130,7 @@ class SameAsLloyd(unittest.TestCase):
         rc, so, se = mpirun(2, 1, ["-i", path, "-k", "64", "--init", "first", "-o",
                                    TMP("auto-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=hamerly", so)                 # auto: k >= 2, d < 512
+        self.assertIn("algorithm=hamerly", so)                 # auto: k d >= 128, d < 512
         wide = write_h5(TMP("wide.h5"), rng.uniform(size=(300, 256)).astype(np.float32))
         rc, so, se = mpirun(1, 1, ["-i", wide, "-k", "16", "--max-iter", "2", "-o",
                                    TMP("wide-out.h5")])
@@ -146,11 +146,16 @@ class SameAsLloyd(unittest.TestCase):
         self.assertIn("algorithm=hamerly", so)                 # k d = 16200 < 16384
         rc, so, se = mpirun(1, 1, ["-i", path, "-k", "2", "--max-iter", "2", "-o",
                                    TMP("auto-2.h5")])
-        self.assertIn("algorithm=hamerly", so)                 # auto: k d = 6, k >= 2
+        self.assertIn("algorithm=hamerly", so)                 # auto: k d = 6, d <= 8
         rc, so, se = mpirun(1, 1, ["-i", path, "-k", "1", "--max-iter", "2", "-o",
                                    TMP("auto-1.h5")])
         self.assertEqual(rc, 0, se)
         self.assertIn("algorithm=lloyd", so)                   # auto: one cluster
+        narrow = write_h5(TMP("d16.h5"), rng.uniform(size=(300, 16)).astype(np.float32))
+        rc, so, se = mpirun(1, 1, ["-i", narrow, "-k", "4", "--max-iter", "2", "-o",
+                                   TMP("auto-d16.h5")])
+        self.assertEqual(rc, 0, se)
+        self.assertIn("algorithm=lloyd", so)                   # auto: k d = 64, d > 8
         self.compare("tolstop", x, ["-k", "64", "--init", "first", "--tol", "1e-3"],
                      configs=[(2, 1), (1, 2)])
 
