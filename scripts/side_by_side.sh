@@ -8,12 +8,15 @@
 # same moment of the host, so a VM whose speed drifts by 20 % between runs (as
 # this project's test VMs do) still gives a ratio good to a few percent. Prints
 # each pair's fit seconds (the program's phases, without reading and writing)
-# and B / A. Needs 2 cores. Example, a build before and after a change:
+# and B / A. Needs 2 cores. A_ARGS / B_ARGS (environment) add arguments to one
+# side only. Examples: a build before and after a change; two algorithms:
 #   scripts/side_by_side.sh /tmp/old-kmeans bin/kmeans 2 -- \
 #       -i data/bench-1000000x32-f32.h5 -k 64 --init first --tol 0 --algorithm hamerly
+#   A_ARGS="--algorithm lloyd" B_ARGS="--algorithm hamerly" scripts/side_by_side.sh \
+#       bin/kmeans bin/kmeans 1 -- -i data/bench-2000000x3-f32.h5 -k 16 --init first --tol 0
 set -euo pipefail
 if [ $# -lt 4 ] || [ "$4" != "--" ]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 A=$1 B=$2 REPEATS=$3
@@ -30,10 +33,12 @@ for r in $(seq "$REPEATS"); do
     for core_a in 0 1; do
         core_b=$((1 - core_a))
         rm -f "$TMP"/a.json "$TMP"/b.json
-        OMP_NUM_THREADS=1 taskset -c "$core_a" "$A" "$@" -q -o "$TMP/a.h5" \
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=1 taskset -c "$core_a" "$A" "$@" ${A_ARGS:-} -q -o "$TMP/a.h5" \
             --summary-json "$TMP/a.json" >/dev/null &
         pa=$!
-        OMP_NUM_THREADS=1 taskset -c "$core_b" "$B" "$@" -q -o "$TMP/b.h5" \
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=1 taskset -c "$core_b" "$B" "$@" ${B_ARGS:-} -q -o "$TMP/b.h5" \
             --summary-json "$TMP/b.json" >/dev/null &
         pb=$!
         wait "$pa"
