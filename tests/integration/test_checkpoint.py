@@ -234,9 +234,13 @@ class CheckpointRefusals(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.data = write_h5(TMP("r.h5"), manifold(20000, 6, 5))
+        # the signal must land between iteration 3 and the end: 200,000 rows and Lloyd
+        # run 70 iterations in ~0.6 s (20,000 rows ran 23 in 26 ms, and Hamerly, which
+        # auto now takes at d <= 8, ended before the signal)
+        cls.data = write_h5(TMP("r.h5"), manifold(200000, 6, 5))
         cls.ckpt = TMP("r-ck.h5")
-        cls.args = ["-i", cls.data, "-k", "10", "--seed", "1", "--tol", "0"]
+        cls.args = ["-i", cls.data, "-k", "10", "--seed", "1", "--tol", "0", "--algorithm",
+                    "lloyd"]
         p = start(1, 1, cls.args + ["-o", TMP("r-out.h5"), "--checkpoint", cls.ckpt])
         wait_for_iteration(p, 3)
         p.send_signal(signal.SIGUSR1)
@@ -267,7 +271,7 @@ class CheckpointRefusals(unittest.TestCase):
     def test_other_shape(self):
         sub = TMP("shape")
         os.makedirs(sub, exist_ok=True)
-        path = write_h5(os.path.join(sub, "r.h5"), manifold(20001, 6, 5))
+        path = write_h5(os.path.join(sub, "r.h5"), manifold(200001, 6, 5))
         ck = os.path.join(sub, "ck.h5")
         shutil.copy(self.ckpt, ck)
         with h5py.File(ck, "a") as f:                # the same checkpoint, pointed here
@@ -275,13 +279,13 @@ class CheckpointRefusals(unittest.TestCase):
         rc, so, se = mpirun(1, 1, ["-i", path, "-k", "10", "--seed", "1", "--tol", "0",
                                    "-o", TMP("s.h5"), "--checkpoint", ck, "--resume"])
         self.assertEqual(rc, 3, se)
-        self.assertIn("20000 x 6", se)
-        self.assertIn("20001 x 6", se)
+        self.assertIn("200000 x 6", se)
+        self.assertIn("200001 x 6", se)
 
     def test_changed_contents(self):
         sub = TMP("content")
         os.makedirs(sub, exist_ok=True)
-        x = manifold(20000, 6, 5)
+        x = manifold(200000, 6, 5)
         x[123, 4] *= 3                               # same shape and dtype, other data
         path = write_h5(os.path.join(sub, "r.h5"), x)
         ck = os.path.join(sub, "ck.h5")
