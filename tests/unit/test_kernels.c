@@ -663,8 +663,8 @@ static void test_outward_rounding(void **state)
 
 /* km_fx_to_double / km_fx_to_ld against the compiler's own conversions of
  * __int128 (libgcc), bit for bit: random magnitudes, both signs, values exactly
- * half-way between two doubles (ties to even), a bit above and below them, and
- * the edges of the int64 fast path. */
+ * half-way between two doubles or two long doubles (ties to even, odd and even
+ * mantissas), a bit above and below them, and the edges of the int64 fast path. */
 static void check_fx_conv(km_i128 v)
 {
     const double d = km_fx_to_double(v), ref = (double)v;
@@ -689,6 +689,17 @@ static void test_fx_conversions(void **state)
     for (int s = 1; s < 72; s++) {   /* m 2^s + 2^(s-1): half-way when m has 53 bits */
         for (int i = 0; i < 200; i++) {
             const km_i128 m = ((km_i128)1 << 52) | (km_i128)(uint64_t)(unif() * 0x1p52);
+            const km_i128 half = (m << s) | ((km_i128)1 << (s - 1));
+            for (int e = -1; e <= 1; e++) {
+                check_fx_conv(half + e);
+                check_fx_conv(-(half + e));
+            }
+        }
+    }
+    for (int s = 1; s < 62; s++) {   /* the same for long double's 64-bit mantissa */
+        for (int i = 0; i < 100; i++) {
+            const km_i128 m = ((km_i128)1 << 63) | (km_i128)(uint64_t)(unif() * 0x1p62)
+                              | (km_i128)(i & 1);
             const km_i128 half = (m << s) | ((km_i128)1 << (s - 1));
             for (int e = -1; e <= 1; e++) {
                 check_fx_conv(half + e);
