@@ -6,11 +6,12 @@
  * bounds hold after tightening costs one exact distance instead of k. The moves
  * (so the totals) and changed counts are those of km_lloyd_pass, bit for bit: bounds are
  * on true distances, loosened by proven rounding margins, and a label is kept
- * only when the gap is strict. A point still in doubt gets exact distances to
- * the few centroids that lie within twice its distance of its own (each
- * centroid keeps a list of its 32 nearest), when there are at most 16 of them;
- * every other point goes through the same fast kernel as Lloyd's, gathered into
- * blocks. */
+ * only when the gap is strict. Where a point's k distances in the kernel are dear
+ * (k (d + 10) >= 4096), a point still in doubt gets exact distances to the few
+ * centroids that lie within twice its distance of its own (each centroid keeps a
+ * list of its 32 nearest), when there are at most 16 of them, and on down the list
+ * while one could be its runner-up; every other point goes through the same fast
+ * kernel as Lloyd's, gathered into blocks. */
 #ifndef KM_HAMERLY_H
 #define KM_HAMERLY_H
 #include "kernels.h"

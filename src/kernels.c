@@ -545,44 +545,53 @@ int64_t km_threads_block_rows(const km_threads *th)
     return th->block_rows;
 }
 
-/* The threads' totals into acc, and theirs zeroed: what km_acc_add and
- * km_acc_clear do for each thread, split among the threads (each flushes its
- * own runs, then the clusters are shared out): integer adds, so the same bits
- * in any order. Serial, it was 6 % of a Yinyang fit on 10,000 x 20,000. */
+/* Cluster c's sums of src into dst. */
+static void add_sums_row(km_acc *dst, const km_acc *src, int c)
+{
+    const size_t d = (size_t)dst->d;
+    km_i128 *restrict to = dst->sums + c * d;
+    const km_i128 *restrict from = src->sums + c * d;
+    for (size_t j = 0; j < d; j++)
+        to[j] += from[j];
+    dst->dirty[c] = 1;
+}
+
+/* What src holds besides the sums: k counts and sq, the pass's counters. */
+static void add_counts(km_acc *dst, const km_acc *src)
+{
+    for (int c = 0; c < dst->k; c++) {
+        dst->counts[c] += src->counts[c];
+        dst->sq[c] += src->sq[c];
+    }
+    dst->changed += src->changed;
+    dst->distances += src->distances;
+}
+
+/* The threads' totals into acc, and theirs zeroed: km_acc_add and km_acc_clear
+ * for each thread, with the sums split among the threads (each flushes its own
+ * runs, then the clusters are shared out): integer adds, so the same bits in
+ * any order. Serial, it was 6 % of a Yinyang fit on 10,000 x 20,000. */
 void km_threads_reduce(km_threads *th, km_acc *acc)
 {
     const int n = th->n, k = acc->k;
-    const size_t d = (size_t)acc->d;
-#pragma omp parallel num_threads(n) if ((size_t)k * d >= 4096)
+#pragma omp parallel num_threads(n) if ((size_t)k * acc->d >= 4096)
     {
         for (int t = omp_get_thread_num(); t < n; t += omp_get_num_threads())
             flush_runs(th->ws[t], th->acc[t]);
 #pragma omp barrier
 #pragma omp for schedule(dynamic, 4)
         for (int c = 0; c < k; c++)
-            for (int t = 0; t < n; t++) {
-                km_acc *src = th->acc[t];
-                if (!src->dirty[c])
-                    continue;
-                km_i128 *restrict to = acc->sums + c * d, *restrict from = src->sums + c * d;
-                for (size_t j = 0; j < d; j++)
-                    to[j] += from[j];
-                memset(from, 0, sizeof(km_i128) * d);
-                src->dirty[c] = 0;
-                acc->dirty[c] = 1;
-            }
+            for (int t = 0; t < n; t++)
+                if (th->acc[t]->dirty[c]) {
+                    add_sums_row(acc, th->acc[t], c);
+                    memset(th->acc[t]->sums + (size_t)c * acc->d, 0,
+                           sizeof(km_i128) * (size_t)acc->d);
+                    th->acc[t]->dirty[c] = 0;
+                }
     }
-    for (int t = 0; t < n; t++) {   /* k values each, in thread order as before */
-        km_acc *src = th->acc[t];
-        for (int c = 0; c < k; c++) {
-            acc->counts[c] += src->counts[c];
-            acc->sq[c] += src->sq[c];
-        }
-        acc->changed += src->changed;
-        acc->distances += src->distances;
-        memset(src->sq, 0, sizeof(km_i128) * (size_t)k);
-        memset(src->counts, 0, sizeof(double) * (size_t)k);
-        km_acc_clear_pass(src);
+    for (int t = 0; t < n; t++) {   /* in thread order: the counters are doubles */
+        add_counts(acc, th->acc[t]);
+        km_acc_clear(th->acc[t]);   /* its sums are zero already: nothing is dirty */
     }
 }
 
@@ -635,21 +644,10 @@ void km_acc_clear_pass(km_acc *a)
 
 void km_acc_add(km_acc *dst, const km_acc *src)
 {
-    const size_t d = (size_t)dst->d;
     for (int c = 0; c < dst->k; c++)
-        if (src->dirty[c]) {
-            km_i128 *restrict to = dst->sums + c * d;
-            const km_i128 *restrict from = src->sums + c * d;
-            for (size_t j = 0; j < d; j++)
-                to[j] += from[j];
-            dst->dirty[c] = 1;
-        }
-    for (int c = 0; c < dst->k; c++) {
-        dst->counts[c] += src->counts[c];
-        dst->sq[c] += src->sq[c];
-    }
-    dst->changed += src->changed;
-    dst->distances += src->distances;
+        if (src->dirty[c])
+            add_sums_row(dst, src, c);
+    add_counts(dst, src);
 }
 
 /* Buffer: (k*d sums + k sq) x limbs, then k counts, changed, distances. */

@@ -315,6 +315,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
 {
     const int d = kc->d, ng = kc->kp / CG;
     REAL *xt = ws->xt, *part = ws->part;
+    const size_t pf_calls = (size_t)ng * (size_t)((d + KM_DBLOCK - 1) / KM_DBLOCK);
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
         /* The next row group is asked for while this one computes, a slice before
@@ -324,7 +325,6 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
         const int64_t ahead = rows - r0 - RV;
         const char *pf = (const char *)(ahead > 0 ? x + (r0 + RV) * d : x);
         const size_t pf_bytes = ahead > 0 ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
-        const size_t pf_calls = (size_t)ng * (size_t)((d + KM_DBLOCK - 1) / KM_DBLOCK);
         const size_t pf_step = (pf_bytes / pf_calls + 127) / 64 * 64;
         size_t pf_done = 0;
         FN(argmin_state) st;
