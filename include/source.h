@@ -44,6 +44,13 @@ struct km_source {
      * caller uses HDF5 itself, and after the preprocessing changed. */
     void (*sync)(km_source *s);
     void (*close)(km_source *s);
+    /* NULL, or: copy local rows [first, first + n) as get would hand them out
+     * into dst (room for n x read_width values: the rows as stored, then
+     * preprocessed in place). Safe from several threads at once while no other
+     * call is under way. Offered where a row is a plain copy from the file, so a
+     * pass can read each block straight into the cache it is used from. */
+    int (*read)(km_source *s, int64_t first, int64_t n, void *dst, km_error *err);
+    int read_width;
     const km_block *blk;   /* the memory source's block */
     void *impl;            /* the stream's state */
 };
@@ -56,6 +63,14 @@ static inline int64_t km_source_span(const km_source *s, int64_t first)
         return 0;
     int64_t n = s->chunk_rows - (s->phase + first) % s->chunk_rows;
     return s->rows - first < n ? s->rows - first : n;
+}
+
+/* Rows per thread's block for a pass through read(): at most block_rows, and
+ * the threads' blocks together at most one chunk (km_stream_bytes counts it). */
+static inline int64_t km_source_read_rows(const km_source *s, int threads, int64_t block_rows)
+{
+    const int64_t share = s->chunk_rows / (threads > 0 ? threads : 1);
+    return share < 1 ? 1 : share < block_rows ? share : block_rows;
 }
 
 /* A source over an in-memory block (blk->d values a row), chunks of about
@@ -78,6 +93,9 @@ typedef struct {
     const km_prep *prep;
 } km_stream_spec;
 int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err);
-/* Bytes a stream allocates for chunks of chunk_rows (besides the HDF5 cache). */
-size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int transposed);
+/* Bytes a stream and its passes take for chunks of chunk_rows (besides the HDF5
+ * cache): two chunks, and with spare a third: the transposition buffer when
+ * transposed, or for a contiguous dataset in rows (where read() may be offered)
+ * the threads' blocks (km_source_read_rows keeps them within one chunk). */
+size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int spare);
 #endif

@@ -153,12 +153,13 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     const int64_t hc = D->hchunk[0];
     const double cache = cache_bytes(D);
     const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */
+    const int spare = opt->transpose || !hc;  /* km_stream_bytes' third chunk */
     const km_algorithm asked = *alg;
     /* the strategy: the first of yinyang, hamerly, lloyd (from the one asked
      * for) whose bounds leave room for at least the smallest stream on every rank */
     const km_algorithm order[3] = {KM_ALG_YINYANG, KM_ALG_HAMERLY, KM_ALG_LLOYD};
-    const double stream_min = (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec,
-                                                      opt->transpose) + cache;
+    const double stream_min =
+        (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec, spare) + cache;
     const int advised = km_yinyang_groups(k, (int)D->blk.d);
     int64_t level = asked == KM_ALG_YINYANG ? 0 : asked == KM_ALG_HAMERLY ? 1 : 2;
     int64_t groups = advised;   /* Yinyang: halve the groups before giving it up */
@@ -188,10 +189,10 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     D->planned_bytes = (int64_t)(fixed + incore);
     if (!D->streamed)
         return 0;
-    const double per_row = (double)km_stream_bytes(1, D->d_raw, D->blk.prec, opt->transpose)
-                           - (double)km_stream_bytes(0, D->d_raw, D->blk.prec, opt->transpose);
-    double avail = limit - fixed - cache - (double)km_stream_bytes(0, D->d_raw, D->blk.prec,
-                                                                  opt->transpose);
+    const double per_row = (double)km_stream_bytes(1, D->d_raw, D->blk.prec, spare)
+                           - (double)km_stream_bytes(0, D->d_raw, D->blk.prec, spare);
+    double avail = limit - fixed - cache -
+                   (double)km_stream_bytes(0, D->d_raw, D->blk.prec, spare);
     int64_t rows = avail > 0 ? (int64_t)(avail / per_row) : 0;
     if (hc && rows >= hc)
         rows -= rows % hc;
@@ -200,7 +201,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
         rows = maxrows;
     D->chunk_rows = -km_comm_max_i64(c, -rows);   /* the smallest over ranks */
     D->planned_bytes = (int64_t)(fixed + cache) +
-        (int64_t)km_stream_bytes(D->chunk_rows, D->d_raw, D->blk.prec, opt->transpose);
+        (int64_t)km_stream_bytes(D->chunk_rows, D->d_raw, D->blk.prec, spare);
     if (D->chunk_rows >= 1 && !(hc && D->chunk_rows < hc && D->chunk_rows < maxrows))
         return 0;
     char a[32], b[32], e[32];

@@ -12,7 +12,10 @@
  * faster here than one large read (measured: 6.0 vs 1.8 GB/s, dd bs=256K vs
  * 8M), and on a node whose cores all compute that copy is CPU time taken from
  * the kernels. (Mapping the file instead was slower still: releasing used
- * pages and faulting them in again each pass cost more than the copy.) */
+ * pages and faulting them in again each pass cost more than the copy.) Such a
+ * dataset is also offered to a pass as read(): each thread preads the kernel
+ * block it takes into its own buffer and computes on it while it is in cache,
+ * with no chunk and no barrier in between (Lloyd's passes). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -52,6 +55,23 @@ typedef struct {
 
 #define KM_PREAD_BYTES (256u << 10)
 
+/* pread exactly len bytes at off into buf: 0, or -1 (errno set, 0 at the
+ * end of the file). */
+static int pread_full(int fd, char *buf, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t got = pread(fd, buf, len, off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return -1;
+        buf += got;
+        off += (off_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
 /* pread len bytes at off into buf, in pieces shared among the OpenMP threads
  * (idle between chunks anyway); the kernel then reads the next chunk ahead. */
 static int pread_all(int fd, char *buf, size_t len, off_t off, off_t next, size_t next_len)
@@ -60,23 +80,21 @@ static int pread_all(int fd, char *buf, size_t len, off_t off, off_t next, size_
     int bad = 0;
 #pragma omp parallel for schedule(static) reduction(|: bad)
     for (int64_t p = 0; p < pieces; p++) {
-        size_t at = (size_t)p * KM_PREAD_BYTES, left = len - at;
-        size_t want = left < KM_PREAD_BYTES ? left : KM_PREAD_BYTES;
-        while (want > 0 && !bad) {
-            ssize_t got = pread(fd, buf + at, want, off + (off_t)at);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                bad = 1;
-            else {
-                at += (size_t)got;
-                want -= (size_t)got;
-            }
-        }
+        const size_t at = (size_t)p * KM_PREAD_BYTES, left = len - at;
+        bad |= pread_full(fd, buf + at, left < KM_PREAD_BYTES ? left : KM_PREAD_BYTES,
+                          off + (off_t)at);
     }
     if (next_len)
         posix_fadvise(fd, next, (off_t)next_len, POSIX_FADV_WILLNEED);
     return bad ? -1 : 0;
+}
+
+static int read_failed(const stream *st, int64_t first, int64_t n, km_error *err)
+{
+    const int64_t g = st->spec.first + first;
+    return km_fail(err, KM_ERR_INPUT, "reading rows %lld-%lld of '%s' in '%s' failed: %s",
+                   (long long)g, (long long)(g + n - 1), st->dset, st->path,
+                   errno ? strerror(errno) : "end of file");
 }
 
 /* Columns from global point g on that one read takes: up to the end of the
@@ -106,9 +124,7 @@ static int raw_read(stream *st, int64_t first, int64_t n, void *raw, km_error *e
         const int64_t nnext = ahead > 0 ? ahead : (first > 0 ? (n < first ? n : first) : 0);
         errno = 0;
         if (pread_all(st->fd, raw, (size_t)n * rowbytes, at, next, (size_t)nnext * rowbytes))
-            return km_fail(err, KM_ERR_INPUT, "reading rows %lld-%lld of '%s' in '%s' failed: "
-                           "%s", (long long)g, (long long)(g + n - 1), st->dset, st->path,
-                           errno ? strerror(errno) : "end of file");
+            return read_failed(st, first, n, err);
         return 0;
     }
     herr_t rc = 0;
@@ -246,6 +262,36 @@ static int stream_get(km_source *s, int64_t first, int64_t n, const void **x, km
     return 0;
 }
 
+/* Direct reads by a pass's threads, a kernel block each (km_assign_loaded):
+ * the rows go from the page cache into the cache the kernel reads them from,
+ * with no chunk in between. The kernel is asked to read ahead a window at a
+ * time: when a read enters window w, window w + 1; the last read of the rows,
+ * the first two windows for the next pass. */
+#define KM_READAHEAD_BYTES ((off_t)8 << 20)
+
+static int stream_read(km_source *s, int64_t first, int64_t n, void *dst, km_error *err)
+{
+    stream *st = s->impl;
+    const size_t rowbytes = (size_t)st->spec.d_raw * st->esize;
+    const off_t at = (off_t)((size_t)first * rowbytes), len = (off_t)((size_t)n * rowbytes);
+    const off_t total = (off_t)((size_t)s->rows * rowbytes), ra = KM_READAHEAD_BYTES;
+    errno = 0;
+    if (pread_full(st->fd, dst, (size_t)len, st->data_off + at))
+        return read_failed(st, first, n, err);
+    off_t next = -1;
+    if (first + n == s->rows)
+        next = 0;
+    else if ((at + len) / ra != at / ra)
+        next = ((at + len) / ra + 1) * ra;
+    if (next >= 0 && next < total) {
+        const off_t want = next == 0 ? 2 * ra : ra;
+        posix_fadvise(st->fd, st->data_off + next, total - next < want ? total - next : want,
+                      POSIX_FADV_WILLNEED);
+    }
+    km_prep_apply(st->spec.prep, dst, n, st->spec.prec, 0);
+    return 0;
+}
+
 static void stream_sync(km_source *s)
 {
     stream *st = s->impl;
@@ -323,10 +369,10 @@ static void direct_reads(stream *st)
     st->fd = open(st->path, O_RDONLY);
 }
 
-size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int transposed)
+size_t km_stream_bytes(int64_t chunk_rows, int64_t d_raw, km_precision prec, int spare)
 {
     const size_t chunk = (size_t)chunk_rows * (size_t)d_raw * (prec == KM_F32 ? 4 : 8);
-    return (transposed ? 3 : 2) * chunk + 3 * (size_t)d_raw * 8;
+    return (spare ? 3 : 2) * chunk + 3 * (size_t)d_raw * 8;
 }
 
 int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err)
@@ -371,9 +417,12 @@ int km_source_stream(km_source *s, const km_stream_spec *spec, km_error *err)
                        spec->path);
     if (!spec->transposed)
         direct_reads(st);
-    if (st->fd >= 0)
+    if (st->fd >= 0) {
+        s->read = stream_read;
+        s->read_width = (int)spec->d_raw;
         return 0;   /* direct reads are copies from the page cache, made by all threads
                        with the kernel reading ahead: an I/O thread would only compete */
+    }
     if (pthread_create(&st->thread, NULL, io_main, st) == 0)
         st->thread_on = 1;   /* without it every chunk is read when asked for */
     return 0;

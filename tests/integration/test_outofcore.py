@@ -84,6 +84,20 @@ class Streaming(unittest.TestCase):
                     assert_same(self, self.ref, out)
                     self.assertEqual(read_result(out)["attrs"]["streamed"], 1)
 
+    def test_lloyd_reading_blocks_directly(self):
+        # a contiguous float32 dataset in rows: Lloyd's passes read each thread's
+        # block of rows from the file straight into that thread's buffer
+        for ranks, threads in ((1, 1), (1, 2), (2, 1), (3, 2)):
+            with self.subTest(ranks=ranks, threads=threads):
+                out = TMP("l-%d-%d.h5" % (ranks, threads))
+                rc, so, err = kmeans(ranks, ["-i", TMP("m.h5"), "--dataset", "/rows", "-k",
+                                             str(K), "--seed", "3", "--tol", "0", "-o", out,
+                                             "--memory-limit", LIMIT, "--algorithm", "lloyd"],
+                                     threads=threads)
+                self.assertEqual(rc, 0, err)
+                self.assertIn("memory: streamed", so)
+                assert_same(self, self.ref, out)
+
     def test_pruned_strategies_and_checkpoints(self):
         for alg in ("hamerly", "yinyang"):
             with self.subTest(algorithm=alg):
@@ -194,6 +208,14 @@ class Preprocessing(unittest.TestCase):
             self.assertEqual(rc, 0, err)
             self.assertIn("memory: streamed", so)
             assert_same(self, a, b)
+        # points in rows, contiguous: Lloyd's direct block reads preprocess each block
+        b = TMP("pp-stream-rows.h5")
+        rc, so, err = kmeans(1, ["-i", TMP("expr.h5"), "--dataset", "/x", "-k", "5", "--init",
+                                 "first", "--tol", "0", "-o", b, "--memory-limit", "240K",
+                                 "--algorithm", "lloyd"] + flags, threads=2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("memory: streamed", so)
+        assert_same(self, a, b)
 
 
 class Refusals(unittest.TestCase):

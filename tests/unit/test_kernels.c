@@ -103,6 +103,37 @@ static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_ro
     km_threads_free(th);
 }
 
+/* A loader for km_assign_loaded: copies rows of x (as a stream's direct reads
+ * copy them from the file), or fails on the block holding row fail_at. */
+typedef struct {
+    const char *x;
+    size_t rowbytes;
+    int64_t fail_at;
+} row_copier;
+
+static int copy_rows(void *ctx, int64_t first, int64_t n, void *dst)
+{
+    const row_copier *r = ctx;
+    if (r->fail_at >= first && r->fail_at < first + n)
+        return KM_ERR_INPUT;
+    memcpy(dst, r->x + (size_t)first * r->rowbytes, (size_t)n * r->rowbytes);
+    return 0;
+}
+
+/* The same pass with every block loaded into the threads' own buffers (room
+ * for d + 3 values a row, as a loader that preprocesses in place asks). */
+static int loaded_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
+                       int64_t load_rows, int64_t fail_at, int32_t *labels, km_acc *acc)
+{
+    km_threads *th = km_threads_new(kc, block_rows);
+    assert_non_null(th);
+    row_copier r = {x, (size_t)kc->d * (kc->prec == KM_F32 ? 4 : 8), fail_at};
+    int rc = km_assign_loaded(kc, n, kc->d + 3, load_rows, copy_rows, &r, labels, th);
+    km_threads_reduce(th, acc);
+    km_threads_free(th);
+    return rc;
+}
+
 /* Fast and naive kernels on the same input must agree bit for bit (labels and
  * the moves: exact sums, counts, squared norms); the naive one is checked
  * against long double: its moves, and the inertia of a pass from no labels. */
@@ -135,6 +166,26 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
     assert_memory_equal(fast->sq, naive->sq, sizeof(km_i128) * k);
     assert_memory_equal(fast->counts, naive->counts, sizeof(double) * k);
     assert_true(fast->changed == naive->changed);
+
+    /* the rows loaded block by block into the threads' buffers, in blocks of a
+       third of the kernel's: the same bits */
+    km_acc *loaded = km_acc_new(k, d);
+    int32_t *lab_loaded = malloc(n * sizeof(int32_t));
+    memcpy(lab_loaded, start, n * sizeof(int32_t));
+    assert_int_equal(loaded_pass(&kc, x, n, block_rows, (block_rows + 2) / 3, -1, lab_loaded,
+                                 loaded), 0);
+    assert_memory_equal(lab_loaded, lab_naive, n * sizeof(int32_t));
+    assert_memory_equal(loaded->sums, naive->sums, sizeof(km_i128) * k * d);
+    assert_memory_equal(loaded->sq, naive->sq, sizeof(km_i128) * k);
+    assert_memory_equal(loaded->counts, naive->counts, sizeof(double) * k);
+    assert_true(loaded->changed == naive->changed);
+    /* a loader that fails stops the pass with its code */
+    memcpy(lab_loaded, start, n * sizeof(int32_t));
+    km_acc_clear(loaded);
+    assert_int_equal(loaded_pass(&kc, x, n, block_rows, block_rows, n / 2, lab_loaded, loaded),
+                     KM_ERR_INPUT);
+    km_acc_free(loaded);
+    free(lab_loaded);
 
     /* naive vs long double: the chosen centroid is a true minimiser up to rounding */
     long double inertia = 0;
