@@ -146,21 +146,18 @@ int km_threads_count(const km_threads *th);
  * threads; each thread adds into its own accumulator. */
 void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                      km_threads *th);
-/* Fills dst with rows [first, first + n) of a pass (row-major, as the kernel
- * takes them); 0, or a km_code to stop the pass. Called by several threads at
- * once, each with its own dst. */
-typedef int (*km_row_loader)(void *ctx, int64_t first, int64_t n, void *dst);
-/* As km_assign_chunk over rows [0, rows), with no chunk in memory: each thread
- * loads every block it takes (block_rows, at most th's) into its own buffer
- * (room for width >= d values a row, for a loader that preprocesses in place)
- * and assigns it from there, while it is still in cache. Returns 0, or a
- * km_code: the loader's first non-zero (the pass is then incomplete) or
- * KM_ERR_MEMORY for the buffers. */
-int km_assign_loaded(const km_centers *kc, int64_t rows, int width, int64_t block_rows,
-                     km_row_loader load, void *ctx, int32_t *labels, km_threads *th);
+/* Thread t's share of a pass: rows [0, rows) of x (at most block_rows of th)
+ * into its own accumulator, as km_assign_chunk does for each of its blocks. */
+void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                            km_threads *th, int t);
 /* acc += the thread accumulators; zero them again. */
 void km_threads_reduce(km_threads *th, km_acc *acc);
 km_workspace *km_threads_workspace(km_threads *th, int t);
+/* Give every thread a buffer of at least bytes for rows read directly (each
+ * allocated and first touched by its thread: NUMA); 0 or -1 (out of memory).
+ * Thread t's is km_threads_rowbuf(th, t). */
+int km_threads_rowbufs(km_threads *th, size_t bytes);
+void *km_threads_rowbuf(const km_threads *th, int t);
 km_acc *km_threads_acc(km_threads *th, int t);
 int64_t km_threads_block_rows(const km_threads *th);
 

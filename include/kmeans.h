@@ -33,6 +33,9 @@ typedef struct {
 int km_fail(km_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int km_exit_status(int code);
+/* From threads: e into *first unless an error is there already (the first
+ * kept); returns e->code. */
+int km_fail_first(km_error *first, const km_error *e);
 
 typedef enum { KM_F32 = 0, KM_F64 = 1 } km_precision;
 

@@ -16,6 +16,7 @@
 #include <omp.h>
 #include "bounds.h"
 #include "hamerly.h"
+#include "walk.h"
 
 #define KM_HAMERLY_SEP_MAX_K 4096
 #define KM_HAMERLY_NEAR 32   /* nearest other centroids listed per centroid */
@@ -327,18 +328,16 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
     b->n = 0;
 }
 
-/* Rows [r0, r0 + nr) of the chunk starting at local row `first`. First the
- * moved bounds of every row (a loop without calls): a row they keep in its
- * cluster costs nothing more (the totals only change by moves, kernels.h), and
- * its row is not even read. The others are tightened with their one exact
- * distance, and those still in doubt are gathered for the kernel. */
-static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
-                         int64_t r0, int64_t nr, int32_t *labels, km_acc *acc,
-                         km_workspace *ws, gather_buf *b, double m)
+/* Block [first, first + nr) of local rows: first the moved bounds of every row
+ * (a loop without calls): a row they keep in its cluster costs nothing more
+ * (the totals only change by moves, kernels.h), and its values are not even
+ * read. Returns how many are left in doubt, listed in b->rest (block-relative)
+ * with their moved lower bounds in b->lb. */
+static int64_t mark_block(km_hamerly *h, int64_t first, int64_t nr, const int32_t *labels,
+                          gather_buf *b)
 {
-    const size_t rowbytes = h->esize * (size_t)h->d;
-    float *upper = h->upper + first + r0, *lower = h->lower + first + r0;
-    const int32_t *lab = labels + first + r0;
+    float *upper = h->upper + first, *lower = h->lower + first;
+    const int32_t *lab = labels + first;
     const float *drift = h->drift_f, *sep = h->sep_f, max1 = h->max1_f, max2 = h->max2_f;
     const int arg1 = h->arg1;
     unsigned char *doubt = b->doubt;
@@ -364,9 +363,20 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
         for (; w; w &= w - 1) {
             const int64_t i = w0 + __builtin_ctzll(w) / 8;
             b->lb[nrest] = moved_lower_f(lower[i], lab[i] == arg1 ? max2 : max1);
-            b->rest[nrest++] = r0 + i;
+            b->rest[nrest++] = i;
         }
     }
+    return nrest;
+}
+
+/* The rows mark_block left in doubt (x: the block's rows): each tightened with
+ * its one exact distance; those still in doubt settled by the near lists or
+ * gathered for the kernel. */
+static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
+                          int64_t nrest, int32_t *labels, km_acc *acc, km_workspace *ws,
+                          gather_buf *b, double m)
+{
+    const size_t rowbytes = h->esize * (size_t)h->d;
     for (int64_t j = 0; j < nrest; j++) {
         if (j + KM_HAMERLY_AHEAD < nrest)
             km_prefetch_row(x + (size_t)b->rest[j + KM_HAMERLY_AHEAD] * rowbytes, rowbytes);
@@ -394,16 +404,57 @@ static void block_pruned(km_hamerly *h, const km_centers *kc, const char *x, int
     }
 }
 
-/* Every row of the block through the kernel: the first pass. */
-static void block_full(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
-                       int64_t r0, int64_t nr, int32_t *labels, km_acc *acc, km_workspace *ws,
+/* Every row of the block (x: its rows) through the kernel: the first pass. */
+static void block_full(km_hamerly *h, const km_centers *kc, const void *x, int64_t first,
+                       int64_t nr, int32_t *labels, km_acc *acc, km_workspace *ws,
                        gather_buf *b, double m)
 {
-    km_assign_block_bounds(kc, x + (size_t)r0 * h->esize * h->d, nr, labels + first + r0, acc,
-                           ws, b->eb, b->lb2, NULL);
+    km_assign_block_bounds(kc, x, nr, labels + first, acc, ws, b->eb, b->lb2, NULL);
     for (int64_t j = 0; j < nr; j++)
-        set_bounds(h, first + r0 + j, b->eb[j], b->lb2[j], m);
+        set_bounds(h, first + j, b->eb[j], b->lb2[j], m);
     acc->distances += (double)nr * h->k;
+}
+
+/* The pass as a walk (walk.h). */
+typedef struct {
+    km_hamerly *h;
+    const km_centers *kc;
+    int32_t *labels;
+    km_threads *th;
+    double m;
+} hamerly_walk;
+
+static int64_t mark(void *ctx, int t, int64_t first, int64_t n, const int64_t **idx)
+{
+    hamerly_walk *W = ctx;
+    if (!W->h->valid) {
+        *idx = NULL;
+        return n;
+    }
+    *idx = W->h->buf[t].rest;
+    return mark_block(W->h, first, n, W->labels, &W->h->buf[t]);
+}
+
+static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t m,
+                 const void *x)
+{
+    (void)idx;
+    hamerly_walk *W = ctx;
+    km_acc *ta = km_threads_acc(W->th, t);
+    km_workspace *ws = km_threads_workspace(W->th, t);
+    if (W->h->valid)
+        resolve_block(W->h, W->kc, x, first, m, W->labels, ta, ws, &W->h->buf[t], W->m);
+    else
+        block_full(W->h, W->kc, x, first, n, W->labels, ta, ws, &W->h->buf[t], W->m);
+}
+
+/* The rows in doubt gathered over all the thread's blocks of a chunk: the kernel
+ * pays for whole row groups, so a full buffer wastes no lanes. */
+static void flush(void *ctx, int t)
+{
+    hamerly_walk *W = ctx;
+    flush_gathered(W->h, W->kc, &W->h->buf[t], W->labels, km_threads_acc(W->th, t),
+                   km_threads_workspace(W->th, t), W->m);
 }
 
 int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
@@ -412,30 +463,10 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
     const double m = km_bound_margin(h->d);
     if (h->valid)
         centroid_moves(h, kc->c64, m);
-    const int64_t br = h->cap;
-    for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
-        const void *x;
-        if (src->get(src, first, n, &x, err))
-            return err->code;
-        const int64_t nblocks = (n + br - 1) / br;
-#pragma omp parallel num_threads(h->nt)
-        {
-            const int t = omp_get_thread_num();
-            km_acc *ta = km_threads_acc(th, t);
-            km_workspace *ws = km_threads_workspace(th, t);
-#pragma omp for schedule(dynamic, 2) nowait
-            for (int64_t bl = 0; bl < nblocks; bl++) {
-                const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
-                if (h->valid)
-                    block_pruned(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
-                else
-                    block_full(h, kc, x, first, r0, nr, labels, ta, ws, &h->buf[t], m);
-            }
-            /* the rows in doubt gathered over all this thread's blocks of the chunk: the
-             * kernel pays for whole row groups, so a full buffer wastes no lanes */
-            flush_gathered(h, kc, &h->buf[t], labels, ta, ws, m);
-        }
-    }
+    const km_walk w = {mark, work, flush};
+    hamerly_walk W = {h, kc, labels, th, m};
+    if (km_walk_rows(src, th, h->cap, &w, &W, err))
+        return err->code;
     km_threads_reduce(th, acc);
     memcpy(h->prev, kc->c64, sizeof(double) * (size_t)h->k * h->d);
     h->valid = 1;

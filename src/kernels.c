@@ -450,7 +450,7 @@ struct km_threads {
     int64_t block_rows;
     km_workspace **ws;
     km_acc **acc;
-    void **xbuf;           /* km_assign_loaded: one block of rows per thread */
+    void **xbuf;           /* km_threads_rowbufs: one block of rows per thread */
     size_t xbuf_bytes;
 };
 
@@ -500,9 +500,23 @@ km_threads *km_threads_new(const km_centers *kc, int64_t block_rows)
     return th;
 }
 
+void *km_threads_rowbuf(const km_threads *th, int t)
+{
+    return th->xbuf[t];
+}
+
 int km_threads_count(const km_threads *th)
 {
     return th->n;
+}
+
+void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
+                            km_threads *th, int t)
+{
+    if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
+        assign_block_f32(kc, x, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
+    else
+        assign_block_f64(kc, x, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
 }
 
 void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
@@ -513,21 +527,13 @@ void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t 
     const size_t rowbytes = (size_t)kc->d * prec_size(kc->prec);
 #pragma omp parallel for schedule(dynamic, 2) num_threads(th->n)
     for (int64_t b = 0; b < nblocks; b++) {
-        const int t = omp_get_thread_num();
         const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;
-        const void *xb = (const char *)x + (size_t)r0 * rowbytes;
-        if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
-            assign_block_f32(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL,
-                             NULL);
-        else
-            assign_block_f64(kc, xb, nr, labels + r0, th->acc[t], th->ws[t], NULL, NULL,
-                             NULL);
+        km_assign_thread_block(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + r0, th,
+                               omp_get_thread_num());
     }
 }
 
-/* Each thread's block buffer of at least bytes, allocated and first touched by
- * the thread that uses it (NUMA). */
-static int threads_xbuf(km_threads *th, size_t bytes)
+int km_threads_rowbufs(km_threads *th, size_t bytes)
 {
     if (th->xbuf && th->xbuf_bytes >= bytes)
         return 0;
@@ -545,40 +551,6 @@ static int threads_xbuf(km_threads *th, size_t bytes)
     }
     th->xbuf_bytes = ok ? bytes : 0;
     return ok ? 0 : -1;
-}
-
-int km_assign_loaded(const km_centers *kc, int64_t rows, int width, int64_t block_rows,
-                     km_row_loader load, void *ctx, int32_t *labels, km_threads *th)
-{
-    const int64_t br = block_rows >= 1 && block_rows < th->block_rows ? block_rows
-                                                                       : th->block_rows;
-    const int64_t nblocks = (rows + br - 1) / br;
-    if (threads_xbuf(th, (size_t)br * (size_t)width * prec_size(kc->prec)))
-        return KM_ERR_MEMORY;
-    int stop = 0;
-#pragma omp parallel for schedule(dynamic, 2) num_threads(th->n)
-    for (int64_t b = 0; b < nblocks; b++) {
-        int halt;
-#pragma omp atomic read
-        halt = stop;
-        if (halt)
-            continue;
-        const int t = omp_get_thread_num();
-        const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;
-        const int rc = load(ctx, r0, nr, th->xbuf[t]);
-        if (rc) {
-#pragma omp atomic write
-            stop = rc;
-            continue;
-        }
-        if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
-            assign_block_f32(kc, th->xbuf[t], nr, labels + r0, th->acc[t], th->ws[t], NULL,
-                             NULL, NULL);
-        else
-            assign_block_f64(kc, th->xbuf[t], nr, labels + r0, th->acc[t], th->ws[t], NULL,
-                             NULL, NULL);
-    }
-    return stop;
 }
 
 void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,

@@ -1,46 +1,41 @@
-/* lloyd.c — Lloyd's assignment pass: every row against every centroid, chunk
- * by chunk from the source, threads inside each chunk (kernels.c); or, where
- * the source reads rows directly, block by block into each thread's buffer. */
+/* lloyd.c — Lloyd's assignment pass: every row against every centroid, block
+ * by block (walk.h), threads sharing the blocks (kernels.c). */
 #include "lloyd.h"
+#include "walk.h"
 
 typedef struct {
-    km_source *src;
-    km_error *err;   /* the first thread's error */
-} reader;
+    const km_centers *kc;
+    int32_t *labels;
+    km_threads *th;
+} lloyd_walk;
 
-static int load_rows(void *ctx, int64_t first, int64_t n, void *dst)
+static int64_t mark_all(void *ctx, int t, int64_t first, int64_t n, const int64_t **idx)
 {
-    reader *r = ctx;
-    km_error e = {0};
-    if (!r->src->read(r->src, first, n, dst, &e))
-        return 0;
-#pragma omp critical(km_lloyd_read_error)
-    if (!r->err->code)
-        *r->err = e;
-    return e.code;
+    (void)ctx, (void)t, (void)first;
+    *idx = NULL;
+    return n;
+}
+
+static void assign(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t m,
+                   const void *x)
+{
+    (void)idx, (void)m;
+    const lloyd_walk *L = ctx;
+    km_assign_thread_block(L->kc, x, n, L->labels + first, L->th, t);
+}
+
+static void no_flush(void *ctx, int t)
+{
+    (void)ctx, (void)t;
 }
 
 int km_lloyd_pass(km_source *src, const km_centers *kc, int32_t *labels, km_threads *th,
                   km_acc *acc, km_error *err)
 {
-    if (src->read) {
-        reader r = {src, err};
-        const int64_t br = km_source_read_rows(src, km_threads_count(th),
-                                               km_threads_block_rows(th));
-        const int rc = km_assign_loaded(kc, src->rows, src->read_width, br, load_rows, &r,
-                                        labels, th);
-        if (rc == KM_ERR_MEMORY && !err->code)
-            return km_fail(err, rc, "out of memory for the threads' blocks of rows");
-        if (rc)
-            return err->code;
-    } else {
-        for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
-            const void *x;
-            if (src->get(src, first, n, &x, err))
-                return err->code;
-            km_assign_chunk(kc, x, n, labels + first, th);
-        }
-    }
+    const km_walk w = {mark_all, assign, no_flush};
+    lloyd_walk L = {kc, labels, th};
+    if (km_walk_rows(src, th, km_threads_block_rows(th), &w, &L, err))
+        return err->code;
     km_threads_reduce(th, acc);
     acc->distances += (double)src->rows * kc->k;
     return 0;

@@ -15,7 +15,8 @@
  * pages and faulting them in again each pass cost more than the copy.) Such a
  * dataset is also offered to a pass as read(): each thread preads the kernel
  * block it takes into its own buffer and computes on it while it is in cache,
- * with no chunk and no barrier in between (Lloyd's passes). */
+ * with no chunk and no barrier in between; a pruned pass reads only its rows
+ * in doubt (walk.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -262,7 +263,7 @@ static int stream_get(km_source *s, int64_t first, int64_t n, const void **x, km
     return 0;
 }
 
-/* Direct reads by a pass's threads, a kernel block each (km_assign_loaded):
+/* Direct reads by a pass's threads, a kernel block each (walk.h):
  * the rows go from the page cache into the cache the kernel reads them from,
  * with no chunk in between. The kernel is asked to read ahead a window at a
  * time: when a read enters window w, window w + 1; the last read of the rows,

@@ -23,6 +23,14 @@ int km_fail(km_error *err, int code, const char *fmt, ...)
     return code;
 }
 
+int km_fail_first(km_error *first, const km_error *e)
+{
+#pragma omp critical(km_fail_first)
+    if (!first->code)
+        *first = *e;
+    return e->code;
+}
+
 int km_exit_status(int code)
 {
     switch (code) {

@@ -18,6 +18,7 @@
 #include <omp.h>
 #include "bounds.h"
 #include "yinyang.h"
+#include "walk.h"
 
 #define KM_YY_GROUP_ITERS 5
 #define KM_YY_AHEAD 8   /* rows in doubt fetched ahead of their exact distance */
@@ -381,15 +382,13 @@ static km_group_bounds group_request(const km_yinyang *y, const scratch *s)
 /* The first pass: Lloyd's kernel over the block gives each row its label and
  * bounds. */
 static void block_full(km_yinyang *y, const km_centers *kc, const void *x, int64_t first,
-                       int64_t r0, int64_t nr, int32_t *labels, scratch *s, km_acc *acc,
-                       km_workspace *ws, double m)
+                       int64_t nr, int32_t *labels, scratch *s, km_acc *acc, km_workspace *ws,
+                       double m)
 {
-    const size_t rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
     const km_group_bounds gb = group_request(y, s);
-    km_assign_block_bounds(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + first + r0,
-                           acc, ws, s->eb, s->lb2, &gb);
+    km_assign_block_bounds(kc, x, nr, labels + first, acc, ws, s->eb, s->lb2, &gb);
     for (int64_t j = 0; j < nr; j++)
-        kernel_bounds(y, first + r0 + j, s->eb[j], s->glb + (size_t)j * y->t, m);
+        kernel_bounds(y, first + j, s->eb[j], s->glb + (size_t)j * y->t, m);
     acc->distances += (double)nr * y->k;
 }
 
@@ -507,6 +506,65 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
     acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, u, lb, s, acc, ws, m);
 }
 
+/* The pass as a walk (walk.h). */
+typedef struct {
+    km_yinyang *y;
+    const km_centers *kc;
+    int32_t *labels;
+    km_threads *th;
+    double m;
+} yinyang_walk;
+
+/* The rows of block [first, first + n) the global test leaves in doubt, in
+ * s->rest (block-relative), with their moved global and upper bounds. */
+static int64_t mark(void *ctx, int t, int64_t first, int64_t n, const int64_t **idx)
+{
+    yinyang_walk *W = ctx;
+    km_yinyang *y = W->y;
+    if (!y->valid) {
+        *idx = NULL;
+        return n;
+    }
+    scratch *s = &y->sc[t];
+    int64_t nrest = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!row_settled(y, first + i, W->labels[first + i], W->m, &s->rglob[nrest],
+                         &s->rup[nrest]))
+            s->rest[nrest++] = i;
+    *idx = s->rest;
+    return nrest;
+}
+
+static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t nidx,
+                 const void *x)
+{
+    yinyang_walk *W = ctx;
+    km_yinyang *y = W->y;
+    scratch *s = &y->sc[t];
+    km_acc *ta = km_threads_acc(W->th, t);
+    km_workspace *ws = km_threads_workspace(W->th, t);
+    if (!y->valid) {
+        block_full(y, W->kc, x, first, n, W->labels, s, ta, ws, W->m);
+        return;
+    }
+    for (int64_t j = 0; j < nidx; j++) {
+        if (j + KM_YY_AHEAD < nidx)
+            km_prefetch_row((const char *)x + (size_t)idx[j + KM_YY_AHEAD] * y->rowbytes,
+                            y->rowbytes);
+        const int64_t i = idx[j];
+        row_pruned(y, W->kc, (const char *)x + (size_t)i * y->rowbytes, first + i, W->labels,
+                   s, s->lb, ta, ws, W->m, s->rglob[j], s->rup[j]);
+    }
+}
+
+/* Whole row groups for the kernel: the rows gathered over the thread's blocks. */
+static void flush(void *ctx, int t)
+{
+    yinyang_walk *W = ctx;
+    flush_gathered(W->y, W->kc, &W->y->sc[t], W->labels, km_threads_acc(W->th, t),
+                   km_threads_workspace(W->th, t), W->m);
+}
+
 int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t *labels,
                     km_threads *th, km_acc *acc, km_error *err)
 {
@@ -524,43 +582,10 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
         y->pass++;
         centroid_moves(y, kc->c64, m);
     }
-    const int64_t br = km_threads_block_rows(th);
-    const size_t rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
-    for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
-        const void *x;
-        if (src->get(src, first, n, &x, err))
-            return err->code;
-        const int64_t nblocks = (n + br - 1) / br;
-#pragma omp parallel num_threads(y->nt)
-        {
-            const int t = omp_get_thread_num();
-            km_acc *ta = km_threads_acc(th, t);
-            km_workspace *ws = km_threads_workspace(th, t);
-#pragma omp for schedule(dynamic, 2) nowait
-            for (int64_t bl = 0; bl < nblocks; bl++) {
-                const int64_t r0 = bl * br, nr = n - r0 < br ? n - r0 : br;
-                if (!y->valid) {
-                    block_full(y, kc, x, first, r0, nr, labels, &y->sc[t], ta, ws, m);
-                    continue;
-                }
-                scratch *s = &y->sc[t];
-                int64_t nrest = 0;
-                for (int64_t i = r0; i < r0 + nr; i++)
-                    if (!row_settled(y, first + i, labels[first + i], m, &s->rglob[nrest],
-                                     &s->rup[nrest]))
-                        s->rest[nrest++] = i;
-                for (int64_t j = 0; j < nrest; j++) {
-                    if (j + KM_YY_AHEAD < nrest)
-                        km_prefetch_row((const char *)x + (size_t)s->rest[j + KM_YY_AHEAD]
-                                        * rowbytes, rowbytes);
-                    const int64_t i = s->rest[j];
-                    row_pruned(y, kc, (const char *)x + (size_t)i * rowbytes, first + i, labels,
-                               s, s->lb, ta, ws, m, s->rglob[j], s->rup[j]);
-                }
-            }
-            flush_gathered(y, kc, &y->sc[t], labels, ta, ws, m);   /* whole row groups */
-        }
-    }
+    const km_walk w = {mark, work, flush};
+    yinyang_walk W = {y, kc, labels, th, m};
+    if (km_walk_rows(src, th, km_threads_block_rows(th), &w, &W, err))
+        return err->code;
     km_threads_reduce(th, acc);
     memcpy(y->prev, kc->c64, sizeof(double) * (size_t)y->k * y->d);
     y->valid = 1;

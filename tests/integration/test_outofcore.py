@@ -32,6 +32,11 @@ def setUpModule():
         f.create_dataset("rows_gz", data=x, chunks=(280, D), compression="gzip")
         f["cols"] = x.T.copy()
         f.create_dataset("cols_gz", data=x.T.copy(), chunks=(8, 280), compression="gzip")   # ranks start mid-chunk
+    # five times the rows, so that the pruned strategies' bounds fit a limit below
+    # every rank's share of the matrix for 1-3 ranks
+    big = (centres[rng.integers(0, K, 5 * N)] + rng.normal(size=(5 * N, D))).astype(np.float32)
+    with h5py.File(TMP("big.h5"), "w") as f:
+        f["rows"] = big
     # counts-like expression matrix for the preprocessing tests (float64)
     lam = rng.gamma(0.7, 30.0, size=(5, 60))
     y = rng.poisson(lam[rng.integers(0, 5, 2000)]).astype(np.float64)
@@ -84,19 +89,30 @@ class Streaming(unittest.TestCase):
                     assert_same(self, self.ref, out)
                     self.assertEqual(read_result(out)["attrs"]["streamed"], 1)
 
-    def test_lloyd_reading_blocks_directly(self):
-        # a contiguous float32 dataset in rows: Lloyd's passes read each thread's
-        # block of rows from the file straight into that thread's buffer
-        for ranks, threads in ((1, 1), (1, 2), (2, 1), (3, 2)):
-            with self.subTest(ranks=ranks, threads=threads):
-                out = TMP("l-%d-%d.h5" % (ranks, threads))
-                rc, so, err = kmeans(ranks, ["-i", TMP("m.h5"), "--dataset", "/rows", "-k",
-                                             str(K), "--seed", "3", "--tol", "0", "-o", out,
-                                             "--memory-limit", LIMIT, "--algorithm", "lloyd"],
-                                     threads=threads)
-                self.assertEqual(rc, 0, err)
-                self.assertIn("memory: streamed", so)
-                assert_same(self, self.ref, out)
+    def test_reading_blocks_directly(self):
+        # a contiguous float32 dataset in rows: each thread reads the blocks it
+        # takes from the file into its own buffer; Hamerly and Yinyang read only
+        # the rows their bounds leave in doubt (runs of them when they are few)
+        base = ["-i", TMP("big.h5"), "--dataset", "/rows", "-k", str(K), "--seed", "3",
+                "--tol", "0"]
+        ref = TMP("big-ref.h5")
+        rc, so, err = kmeans(1, base + ["-o", ref, "--algorithm", "lloyd"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("memory: in core", so)
+        for alg in ("lloyd", "hamerly", "yinyang"):
+            for ranks, threads in ((1, 1), (1, 2), (2, 1), (3, 2)):
+                with self.subTest(algorithm=alg, ranks=ranks, threads=threads):
+                    out = TMP("d-%s-%d-%d.h5" % (alg, ranks, threads))
+                    limit = "3M" if ranks == 1 else "1500K"   # under a rank's 5.8 / 2.9 / 1.9 MB
+                    rc, so, err = kmeans(ranks, base + ["-o", out, "--memory-limit", limit,
+                                                        "--algorithm", alg], threads=threads)
+                    self.assertEqual(rc, 0, err)
+                    self.assertIn("memory: streamed", so)
+                    self.assertNotIn("note:", so)   # no fallback to another algorithm
+                    assert_same(self, ref, out)
+                    if alg != "lloyd":   # the bounds pruned, with the reads
+                        with h5py.File(out, "r") as f:
+                            self.assertGreater(f["history/skipped"][-1], 0.5)
 
     def test_pruned_strategies_and_checkpoints(self):
         for alg in ("hamerly", "yinyang"):

@@ -11,6 +11,8 @@
 #include <omp.h>
 #include "bounds.h"
 #include "kernels.h"
+#include "lloyd.h"
+#include "walk.h"
 
 static uint64_t rng_state;
 static double unif(void)            /* deterministic, independent of the code under test */
@@ -103,33 +105,53 @@ static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_ro
     km_threads_free(th);
 }
 
-/* A loader for km_assign_loaded: copies rows of x (as a stream's direct reads
- * copy them from the file), or fails on the block holding row fail_at. */
+/* A source whose rows are read (km_source.read) from x: stored with 3 more
+ * values a row than it hands out (NaN, dropped in place as --top-variance
+ * does), failing on row fail_at. */
 typedef struct {
+    km_source s;   /* first: the callbacks get &s */
     const char *x;
     size_t rowbytes;
-    int64_t fail_at;
-} row_copier;
+    int64_t fail_at, reads;
+} fake_source;
 
-static int copy_rows(void *ctx, int64_t first, int64_t n, void *dst)
+static int fake_read(km_source *s, int64_t first, int64_t n, void *dst, km_error *err)
 {
-    const row_copier *r = ctx;
-    if (r->fail_at >= first && r->fail_at < first + n)
-        return KM_ERR_INPUT;
-    memcpy(dst, r->x + (size_t)first * r->rowbytes, (size_t)n * r->rowbytes);
+    fake_source *f = (fake_source *)s;
+    if (f->fail_at >= first && f->fail_at < first + n)
+        return km_fail(err, KM_ERR_INPUT, "reading row %lld failed", (long long)f->fail_at);
+    const size_t es = s->prec == KM_F32 ? 4 : 8, stored = (size_t)s->read_width * es;
+    for (int64_t i = 0; i < n; i++) {
+        memcpy((char *)dst + i * stored, f->x + (size_t)(first + i) * f->rowbytes, f->rowbytes);
+        memset((char *)dst + i * stored + f->rowbytes, 0xff, stored - f->rowbytes);
+    }
+    for (int64_t i = 0; i < n; i++)
+        memmove((char *)dst + i * f->rowbytes, (char *)dst + i * stored, f->rowbytes);
+    __atomic_fetch_add(&f->reads, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
-/* The same pass with every block loaded into the threads' own buffers (room
- * for d + 3 values a row, as a loader that preprocesses in place asks). */
+static fake_source fake(const km_centers *kc, const void *x, int64_t n, int64_t chunk_rows,
+                        int64_t fail_at)
+{
+    fake_source f = {.x = x, .rowbytes = (size_t)kc->d * (kc->prec == KM_F32 ? 4 : 8),
+                     .fail_at = fail_at};
+    f.s = (km_source){.rows = n, .chunk_rows = chunk_rows, .d = kc->d, .prec = kc->prec,
+                      .read = fake_read, .read_width = kc->d + 3};
+    return f;
+}
+
+/* Lloyd's pass over the rows read block by block into the threads' buffers
+ * (blocks of load_rows: the source's chunk shared among the threads). */
 static int loaded_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
                        int64_t load_rows, int64_t fail_at, int32_t *labels, km_acc *acc)
 {
     km_threads *th = km_threads_new(kc, block_rows);
     assert_non_null(th);
-    row_copier r = {x, (size_t)kc->d * (kc->prec == KM_F32 ? 4 : 8), fail_at};
-    int rc = km_assign_loaded(kc, n, kc->d + 3, load_rows, copy_rows, &r, labels, th);
-    km_threads_reduce(th, acc);
+    fake_source f = fake(kc, x, n, load_rows * km_threads_count(th), fail_at);
+    km_error err = {0};
+    int rc = km_lloyd_pass(&f.s, kc, labels, th, acc, &err);
+    assert_true(rc == 0 || strstr(err.msg, "reading row") != NULL);
     km_threads_free(th);
     return rc;
 }
@@ -264,6 +286,47 @@ static void random_case(km_precision prec, int64_t n, int d, int k, int64_t bloc
     check_case(prec, n, d, k, block_rows, x64, c64);
     free(c64);
     free(x64);
+}
+
+/* km_read_some: the rows asked for, each at its place, and no more read calls
+ * than runs; a dense request is one read of the whole block. */
+static void test_read_some(void **state)
+{
+    (void)state;
+    const int d = 40;   /* 600 rows of 43 stored values: runs, when few, are cheaper */
+    const int64_t n = 1000, first = 200, nr = 600;
+    double *x64 = malloc(sizeof(double) * n * d);
+    for (int64_t i = 0; i < n * d; i++)
+        x64[i] = (double)i;
+    km_centers kc;
+    km_error err = {0};
+    assert_int_equal(km_centers_init(&kc, 2, d, KM_F64, &err), 0);
+    double *buf = malloc(sizeof(double) * nr * (d + 3));
+    int64_t idx[600];
+    for (int dense = 0; dense < 2; dense++) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < nr; i++)   /* sparse: runs of 1-2 rows far apart */
+            if (dense ? i % 2 == 0 : (i % 97 == 3 || i % 97 == 4 || i % 131 == 0))
+                idx[m++] = i;
+        fake_source f = fake(&kc, x64, n, n, -1);
+        for (int64_t i = 0; i < nr * (d + 3); i++)
+            buf[i] = -1;
+        assert_int_equal(km_read_some(&f.s, first, nr, idx, m, buf, &err), 0);
+        for (int64_t j = 0; j < m; j++)
+            assert_memory_equal(buf + idx[j] * d, x64 + (first + idx[j]) * d,
+                                sizeof(double) * d);
+        if (dense)
+            assert_true(f.reads == 1);
+        else
+            assert_true(f.reads > 1 && f.reads <= m);
+        f.fail_at = first + idx[m / 2];   /* a failed read: its code and message */
+        err.code = 0;
+        assert_int_equal(km_read_some(&f.s, first, nr, idx, m, buf, &err), KM_ERR_INPUT);
+        assert_non_null(strstr(err.msg, "reading row"));
+    }
+    free(buf);
+    free(x64);
+    km_centers_free(&kc);
 }
 
 static void test_sizes(void **state)
@@ -771,6 +834,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_read_some),
         cmocka_unit_test(test_default_block),
         cmocka_unit_test(test_ties),
         cmocka_unit_test(test_near_ties),
