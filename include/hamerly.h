@@ -2,16 +2,16 @@
  * faster", SDM 2010): per point an upper bound on the distance to its centroid
  * and a lower bound on the distance to every other one, moved by the centroid
  * drifts each pass. A point whose moved bounds prove its label cannot change
- * costs no distance and is not read (the totals change only by moves); one whose
- * bounds hold after tightening costs one exact distance instead of k. The moves
+ * costs no distance and is not read (the totals change only by moves). The moves
  * (so the totals) and changed counts are those of km_lloyd_pass, bit for bit: bounds are
  * on true distances, loosened by proven rounding margins, and a label is kept
  * only when the gap is strict. Where a point's k distances in the kernel are dear
- * (k (d + 10) >= 4096), a point still in doubt gets exact distances to the few
+ * (k (d + 10) >= 4096), a point in doubt first gets its exact distance to its own
+ * centroid (kept if its bounds then hold), then, still in doubt, to the few
  * centroids that lie within twice its distance of its own (each centroid keeps a
  * list of its 32 nearest), when there are at most 16 of them, and on down the list
- * while one could be its runner-up; every other point goes through the same fast
- * kernel as Lloyd's, gathered into blocks. */
+ * while one could be its runner-up; every other point in doubt goes through the
+ * same fast kernel as Lloyd's, gathered into blocks. */
 #ifndef KM_HAMERLY_H
 #define KM_HAMERLY_H
 #include "kernels.h"

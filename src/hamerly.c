@@ -369,9 +369,29 @@ static int64_t mark_block(km_hamerly *h, int64_t first, int64_t nr, const int32_
     return nrest;
 }
 
+/* Row xr (local row g, label a) to the kernel with thread's gathered rows. */
+static void gather_row(km_hamerly *h, const km_centers *kc, gather_buf *b, const char *xr,
+                       int64_t g, int a, int32_t *labels, km_acc *acc, km_workspace *ws,
+                       double m)
+{
+    const size_t rowbytes = h->esize * (size_t)h->d;
+    memcpy((char *)b->x + (size_t)b->n * rowbytes, xr, rowbytes);
+    b->lab[b->n] = a;
+    b->row[b->n++] = g;
+    if (b->n == h->cap)
+        flush_gathered(h, kc, b, labels, acc, ws, m);
+}
+
 /* The rows mark_block left in doubt (x: the block's rows): each tightened with
  * its one exact distance; those still in doubt settled by the near lists or
- * gathered for the kernel. */
+ * gathered for the kernel. Without the lists a row in doubt goes to the kernel
+ * untightened: a row kept by the tighter u keeps its loose lower bound and is
+ * in doubt again soon, while the kernel renews both bounds. Measured (fit s, one
+ * thread each, side by side, tightening -> none; BENCH.md): 1M x 32, k = 64:
+ * 4.9 -> 4.1-4.4 in 3 pairs of 4 (1 even); k = 16: 1.16-1.30 -> 0.99-1.02;
+ * 2M x 3, k = 16: 2.7-2.9 -> 2.2; k = 128: 11.3-12.1 -> 9.4-10.1; 70k x 784,
+ * k = 4: 0.54 -> 0.44-0.47. With the lists on (2M x 3, k = 512) skipping it was
+ * 10 % slower. */
 static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, int64_t first,
                           int64_t nrest, int32_t *labels, km_acc *acc, km_workspace *ws,
                           gather_buf *b, double m)
@@ -383,6 +403,10 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
         const int64_t i = b->rest[j], g = first + i;
         const int a = labels[g];
         const char *xr = x + (size_t)i * rowbytes;
+        if (!h->near_max) {
+            gather_row(h, kc, b, xr, g, a, labels, acc, ws, m);
+            continue;
+        }
         const double l = b->lb[j];
         /* tighten u with the one exact distance */
         const double e = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)a * h->d);
@@ -394,13 +418,8 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
             h->lower[g] = km_down_f(l);
             continue;
         }
-        if (near_row(h, kc, xr, g, e, u, m, labels, acc, ws))
-            continue;
-        memcpy((char *)b->x + (size_t)b->n * rowbytes, xr, rowbytes);
-        b->lab[b->n] = a;
-        b->row[b->n++] = g;
-        if (b->n == h->cap)
-            flush_gathered(h, kc, b, labels, acc, ws, m);
+        if (!near_row(h, kc, xr, g, e, u, m, labels, acc, ws))
+            gather_row(h, kc, b, xr, g, a, labels, acc, ws, m);
     }
 }
 
