@@ -267,10 +267,13 @@ static void centroid_moves(km_yinyang *y, const double *c64, double m)
 }
 
 /* An upper bound of what the group (or global) lower bound lost between pass s and
- * now: the difference of two cumulative sums, widened for their rounding. */
-static inline double moved(double now, double then)
+ * now: the difference of two cumulative sums of non-negative drifts (then <=
+ * now, each of at most p + 1 terms), widened for the rounding of the difference
+ * (2^-53 of it) and of the sums (each add within 2^-53 of its partial sum, so
+ * (p + 1) 2^-53 now for each of the two). A fixed now 2^-44 covered 255 passes. */
+static inline double moved(double now, double then, int p)
 {
-    return (now - then) * (1 + 0x1p-40) + now * 0x1p-44;
+    return (now - then) * (1 + 0x1p-50) + now * ((double)p + 2) * 0x1p-52;
 }
 
 /* Fold value v (a squared distance, or a lower bound of one) of centroid c into
@@ -416,7 +419,7 @@ static inline int row_settled(km_yinyang *y, int64_t g_row, int a, double m, dou
     const int p = y->pass, st = y->stamp[g_row];
     const double grow = 1 + 0x1p-50, shrink = 1 - 0x1p-50;
     const double u = ((double)y->upper[g_row] + y->drift[a]) * grow;
-    double glob = ((double)y->glob[g_row] - moved(y->cum_max[p], y->cum_max[st])) * shrink;
+    double glob = ((double)y->glob[g_row] - moved(y->cum_max[p], y->cum_max[st], p)) * shrink;
     glob = glob > 0 ? glob : 0;
     if (u * (1 + m) < glob * (1 - m)) {
         y->upper[g_row] = km_up_f(u);
@@ -434,7 +437,7 @@ static void moved_groups(const km_yinyang *y, int64_t g_row, double *lb)
     const float *low = y->lower + (size_t)g_row * t;
     const double *now = y->cum_g + (size_t)p * t, *then = y->cum_g + (size_t)st * t;
     for (int g = 0; g < t; g++) {
-        const double l = ((double)low[g] - moved(now[g], then[g])) * (1 - 0x1p-50);
+        const double l = ((double)low[g] - moved(now[g], then[g], p)) * (1 - 0x1p-50);
         lb[g] = l > 0 ? l : 0;
     }
 }
