@@ -53,6 +53,16 @@ static inline void km_prefetch_row(const void *row, size_t bytes)
         __builtin_prefetch((const char *)row + o, 0, 3);
 }
 
+/* Ask for the first `ahead` of rows idx[0..n) of x, before a loop that asks
+ * for row j + ahead as it takes row j: else the first ones come unasked, and in
+ * a late pass a block's few rows in doubt are all of them. */
+static inline void km_prefetch_first(const void *x, size_t rowbytes, const int64_t *idx,
+                                     int64_t n, int ahead)
+{
+    for (int64_t j = 0; j < n && j < ahead; j++)
+        km_prefetch_row((const char *)x + (size_t)idx[j] * rowbytes, rowbytes);
+}
+
 /* drift[c] >= the true distance between prev and now of centroid c (k x d each). */
 static inline void km_bound_drifts(const double *prev, const double *now, int k, int d,
                                    double m, double *drift)

@@ -397,6 +397,7 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
                           gather_buf *b, double m)
 {
     const size_t rowbytes = h->esize * (size_t)h->d;
+    km_prefetch_first(x, rowbytes, b->rest, nrest, KM_HAMERLY_AHEAD);
     for (int64_t j = 0; j < nrest; j++) {
         if (j + KM_HAMERLY_AHEAD < nrest)
             km_prefetch_row(x + (size_t)b->rest[j + KM_HAMERLY_AHEAD] * rowbytes, rowbytes);

@@ -550,6 +550,7 @@ static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx,
         block_full(y, W->kc, x, first, n, W->labels, s, ta, ws, W->m);
         return;
     }
+    km_prefetch_first(x, y->rowbytes, idx, nidx, KM_YY_AHEAD);
     for (int64_t j = 0; j < nidx; j++) {
         if (j + KM_YY_AHEAD < nidx)
             km_prefetch_row((const char *)x + (size_t)idx[j + KM_YY_AHEAD] * y->rowbytes,
