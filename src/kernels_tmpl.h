@@ -360,6 +360,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             lim[h] = st.b1[h] + (8 * se.coef) * (xn[h] * se.grow + se.cmax2) * se.slack;
         for (int64_t i = 0; i < nr; i++) {
             const int h = (int)(i / VL), l = (int)(i % VL);
+            if (!eb && st.b2[h][l] > lim[h][l] && labels[r0 + i] == (int32_t)st.i1[h][l])
+                continue;   /* no near-tie, no move: finish_row would do nothing */
             double lbf = 0, lbl = 0, base = 0;
             if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
                            less twice the scores' error bound and xn's rounding; for the
