@@ -1,7 +1,7 @@
-/* walk.h — how a pruned strategy's pass walks this rank's rows: block by block
+/* walk.h — how every strategy's pass walks this rank's rows: block by block
  * (the kernel's blocks), threads sharing the blocks. For each block the
- * strategy first says which rows it needs the values of (its bounds settle the
- * others without them), then works on those rows. From an in-memory or chunked
+ * strategy first says which rows it needs the values of (Lloyd: all; a pruned
+ * strategy's bounds settle the others without them), then works on those rows. From an in-memory or chunked
  * source the rows are already in the chunk; from a source that reads directly
  * (km_source.read), each thread reads into its own buffer only what was asked
  * for: the whole block, or the runs of rows in doubt when they are few (a late
@@ -24,6 +24,23 @@ typedef struct {
      * for x (the chunk) is not kept. */
     void (*flush)(void *ctx, int t);
 } km_walk;
+
+/* What a strategy's callbacks share: the pass's centroids, labels, threads and
+ * bound margin, and the strategy's own state. */
+typedef struct {
+    const km_centers *kc;
+    int32_t *labels;
+    km_threads *th;
+    double m;
+    void *state;
+} km_pass;
+
+/* mark's answer for a block whose rows are all needed. */
+static inline int64_t km_walk_all(int64_t n, const int64_t **idx)
+{
+    *idx = NULL;
+    return n;
+}
 
 /* Walk every local row of src with th's threads in blocks of at most
  * block_rows. Returns 0, or err's code (a read failed: the pass is incomplete). */

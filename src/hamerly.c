@@ -435,46 +435,39 @@ static void block_full(km_hamerly *h, const km_centers *kc, const void *x, int64
     acc->distances += (double)nr * h->k;
 }
 
-/* The pass as a walk (walk.h). */
-typedef struct {
-    km_hamerly *h;
-    const km_centers *kc;
-    int32_t *labels;
-    km_threads *th;
-    double m;
-} hamerly_walk;
-
+/* The pass as a walk (walk.h; ctx: a km_pass, state the km_hamerly). */
 static int64_t mark(void *ctx, int t, int64_t first, int64_t n, const int64_t **idx)
 {
-    hamerly_walk *W = ctx;
-    if (!W->h->valid) {
-        *idx = NULL;
-        return n;
-    }
-    *idx = W->h->buf[t].rest;
-    return mark_block(W->h, first, n, W->labels, &W->h->buf[t]);
+    const km_pass *P = ctx;
+    km_hamerly *h = P->state;
+    if (!h->valid)
+        return km_walk_all(n, idx);
+    *idx = h->buf[t].rest;
+    return mark_block(h, first, n, P->labels, &h->buf[t]);
 }
 
 static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t m,
                  const void *x)
 {
     (void)idx;
-    hamerly_walk *W = ctx;
-    km_acc *ta = km_threads_acc(W->th, t);
-    km_workspace *ws = km_threads_workspace(W->th, t);
-    if (W->h->valid)
-        resolve_block(W->h, W->kc, x, first, m, W->labels, ta, ws, &W->h->buf[t], W->m);
+    const km_pass *P = ctx;
+    km_hamerly *h = P->state;
+    km_acc *ta = km_threads_acc(P->th, t);
+    km_workspace *ws = km_threads_workspace(P->th, t);
+    if (h->valid)
+        resolve_block(h, P->kc, x, first, m, P->labels, ta, ws, &h->buf[t], P->m);
     else
-        block_full(W->h, W->kc, x, first, n, W->labels, ta, ws, &W->h->buf[t], W->m);
+        block_full(h, P->kc, x, first, n, P->labels, ta, ws, &h->buf[t], P->m);
 }
 
 /* The rows in doubt gathered over all the thread's blocks of a chunk: the kernel
  * pays for whole row groups, so a full buffer wastes no lanes. */
 static void flush(void *ctx, int t)
 {
-    hamerly_walk *W = ctx;
-    flush_gathered(W->h, W->kc, &W->h->buf[t], W->labels, km_threads_acc(W->th, t),
-                   km_threads_workspace(W->th, t), W->m);
+    const km_pass *P = ctx;
+    km_hamerly *h = P->state;
+    flush_gathered(h, P->kc, &h->buf[t], P->labels, km_threads_acc(P->th, t),
+                   km_threads_workspace(P->th, t), P->m);
 }
 
 int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
@@ -484,8 +477,8 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
     if (h->valid)
         centroid_moves(h, kc->c64, m);
     const km_walk w = {mark, work, flush};
-    hamerly_walk W = {h, kc, labels, th, m};
-    if (km_walk_rows(src, th, h->cap, &w, &W, err))
+    km_pass P = {kc, labels, th, m, h};
+    if (km_walk_rows(src, th, h->cap, &w, &P, err))
         return err->code;
     km_threads_reduce(th, acc);
     memcpy(h->prev, kc->c64, sizeof(double) * (size_t)h->k * h->d);

@@ -1,6 +1,11 @@
-/* walk.c — a pruned pass's walk over the rows (walk.h). */
+/* walk.c — a pass's walk over the rows (walk.h). */
 #include <omp.h>
 #include "walk.h"
+
+static size_t esize(const km_source *s)
+{
+    return s->prec == KM_F32 ? 4 : 8;
+}
 
 /* One read call costs about as much as copying this many bytes from the page
  * cache (a system call and its page lookups against ~5 GB/s of copy). */
@@ -11,8 +16,8 @@
 int km_read_some(km_source *src, int64_t first, int64_t n, const int64_t *idx, int64_t m,
                  void *x, km_error *err)
 {
-    const size_t stride = (size_t)src->d * (src->prec == KM_F32 ? 4 : 8);
-    const size_t rowbytes = (size_t)src->read_width * (src->prec == KM_F32 ? 4 : 8);
+    const size_t stride = (size_t)src->d * esize(src);
+    const size_t rowbytes = (size_t)src->read_width * esize(src);
     int64_t runs = 0;
     for (int64_t j = 0; idx && j < m; j++)
         runs += j == 0 || idx[j] - idx[j - 1] > KM_READ_GAP;
@@ -92,12 +97,11 @@ int km_walk_rows(km_source *src, km_threads *th, int64_t block_rows, const km_wa
 {
     if (src->read) {
         const int64_t br = km_source_read_rows(src, km_threads_count(th), block_rows);
-        if (km_threads_rowbufs(th, (size_t)br * (size_t)src->read_width *
-                                       (src->prec == KM_F32 ? 4 : 8)))
+        if (km_threads_rowbufs(th, (size_t)br * (size_t)src->read_width * esize(src)))
             return km_fail(err, KM_ERR_MEMORY, "out of memory for the threads' blocks of rows");
         return walk_reading(src, th, br, w, ctx, err);
     }
-    const size_t stride = (size_t)src->d * (src->prec == KM_F32 ? 4 : 8);
+    const size_t stride = (size_t)src->d * esize(src);
     for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
         const void *x;
         if (src->get(src, first, n, &x, err))

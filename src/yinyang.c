@@ -509,29 +509,19 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
     acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, u, lb, s, acc, ws, m);
 }
 
-/* The pass as a walk (walk.h). */
-typedef struct {
-    km_yinyang *y;
-    const km_centers *kc;
-    int32_t *labels;
-    km_threads *th;
-    double m;
-} yinyang_walk;
-
+/* The pass as a walk (walk.h; ctx: a km_pass, state the km_yinyang). */
 /* The rows of block [first, first + n) the global test leaves in doubt, in
  * s->rest (block-relative), with their moved global and upper bounds. */
 static int64_t mark(void *ctx, int t, int64_t first, int64_t n, const int64_t **idx)
 {
-    yinyang_walk *W = ctx;
-    km_yinyang *y = W->y;
-    if (!y->valid) {
-        *idx = NULL;
-        return n;
-    }
+    const km_pass *P = ctx;
+    km_yinyang *y = P->state;
+    if (!y->valid)
+        return km_walk_all(n, idx);
     scratch *s = &y->sc[t];
     int64_t nrest = 0;
     for (int64_t i = 0; i < n; i++)
-        if (!row_settled(y, first + i, W->labels[first + i], W->m, &s->rglob[nrest],
+        if (!row_settled(y, first + i, P->labels[first + i], P->m, &s->rglob[nrest],
                          &s->rup[nrest]))
             s->rest[nrest++] = i;
     *idx = s->rest;
@@ -541,13 +531,13 @@ static int64_t mark(void *ctx, int t, int64_t first, int64_t n, const int64_t **
 static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t nidx,
                  const void *x)
 {
-    yinyang_walk *W = ctx;
-    km_yinyang *y = W->y;
+    const km_pass *P = ctx;
+    km_yinyang *y = P->state;
     scratch *s = &y->sc[t];
-    km_acc *ta = km_threads_acc(W->th, t);
-    km_workspace *ws = km_threads_workspace(W->th, t);
+    km_acc *ta = km_threads_acc(P->th, t);
+    km_workspace *ws = km_threads_workspace(P->th, t);
     if (!y->valid) {
-        block_full(y, W->kc, x, first, n, W->labels, s, ta, ws, W->m);
+        block_full(y, P->kc, x, first, n, P->labels, s, ta, ws, P->m);
         return;
     }
     km_prefetch_first(x, y->rowbytes, idx, nidx, KM_YY_AHEAD);
@@ -556,17 +546,18 @@ static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx,
             km_prefetch_row((const char *)x + (size_t)idx[j + KM_YY_AHEAD] * y->rowbytes,
                             y->rowbytes);
         const int64_t i = idx[j];
-        row_pruned(y, W->kc, (const char *)x + (size_t)i * y->rowbytes, first + i, W->labels,
-                   s, s->lb, ta, ws, W->m, s->rglob[j], s->rup[j]);
+        row_pruned(y, P->kc, (const char *)x + (size_t)i * y->rowbytes, first + i, P->labels,
+                   s, s->lb, ta, ws, P->m, s->rglob[j], s->rup[j]);
     }
 }
 
 /* Whole row groups for the kernel: the rows gathered over the thread's blocks. */
 static void flush(void *ctx, int t)
 {
-    yinyang_walk *W = ctx;
-    flush_gathered(W->y, W->kc, &W->y->sc[t], W->labels, km_threads_acc(W->th, t),
-                   km_threads_workspace(W->th, t), W->m);
+    const km_pass *P = ctx;
+    km_yinyang *y = P->state;
+    flush_gathered(y, P->kc, &y->sc[t], P->labels, km_threads_acc(P->th, t),
+                   km_threads_workspace(P->th, t), P->m);
 }
 
 int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t *labels,
@@ -587,8 +578,8 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
         centroid_moves(y, kc->c64, m);
     }
     const km_walk w = {mark, work, flush};
-    yinyang_walk W = {y, kc, labels, th, m};
-    if (km_walk_rows(src, th, km_threads_block_rows(th), &w, &W, err))
+    km_pass P = {kc, labels, th, m, y};
+    if (km_walk_rows(src, th, km_threads_block_rows(th), &w, &P, err))
         return err->code;
     km_threads_reduce(th, acc);
     memcpy(y->prev, kc->c64, sizeof(double) * (size_t)y->k * y->d);
