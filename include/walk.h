@@ -1,11 +1,12 @@
 /* walk.h — how every strategy's pass walks this rank's rows: block by block
  * (the kernel's blocks), threads sharing the blocks. For each block the
  * strategy first says which rows it needs the values of (Lloyd: all; a pruned
- * strategy's bounds settle the others without them), then works on those rows. From an in-memory or chunked
- * source the rows are already in the chunk; from a source that reads directly
- * (km_source.read), each thread reads into its own buffer only what was asked
- * for: the whole block, or the runs of rows in doubt when they are few (a late
- * pass then reads a small part of the file). */
+ * strategy's bounds settle the others without them), then works on those
+ * rows. From an in-memory or chunked source the rows are already in the
+ * chunk; from a source that reads directly (km_source.read), each thread reads
+ * into its own buffer only what was asked for: the whole block, or the runs of
+ * rows in doubt when they are few (a late pass then reads a small part of the
+ * file). */
 #ifndef KM_WALK_H
 #define KM_WALK_H
 #include "kernels.h"

@@ -446,16 +446,16 @@ static int64_t mark(void *ctx, int t, int64_t first, int64_t n, const int64_t **
     return mark_block(h, first, n, P->labels, &h->buf[t]);
 }
 
-static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t m,
+static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx, int64_t nidx,
                  const void *x)
 {
-    (void)idx;
+    (void)idx;   /* b->rest, which resolve_block reads */
     const km_pass *P = ctx;
     km_hamerly *h = P->state;
     km_acc *ta = km_threads_acc(P->th, t);
     km_workspace *ws = km_threads_workspace(P->th, t);
     if (h->valid)
-        resolve_block(h, P->kc, x, first, m, P->labels, ta, ws, &h->buf[t], P->m);
+        resolve_block(h, P->kc, x, first, nidx, P->labels, ta, ws, &h->buf[t], P->m);
     else
         block_full(h, P->kc, x, first, n, P->labels, ta, ws, &h->buf[t], P->m);
 }
