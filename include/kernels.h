@@ -142,12 +142,8 @@ typedef struct km_threads km_threads;
 km_threads *km_threads_new(const km_centers *kc, int64_t block_rows);
 void km_threads_free(km_threads *th);
 int km_threads_count(const km_threads *th);
-/* Assign a chunk of rows, split into blocks of block_rows shared among the
- * threads; each thread adds into its own accumulator. */
-void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
-                     km_threads *th);
 /* Thread t's share of a pass: rows [0, rows) of x (at most block_rows of th)
- * into its own accumulator, as km_assign_chunk does for each of its blocks. */
+ * into its own accumulator (walk.h hands out the blocks; lloyd.c). */
 void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                             km_threads *th, int t);
 /* acc += the thread accumulators; zero them again. */

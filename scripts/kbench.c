@@ -1,11 +1,14 @@
 /* kbench.c — the assignment kernel alone (no MPI, no HDF5), best of R passes
- * of km_assign_chunk over n random float32 rows, next to this core's FMA peak.
+ * of a Lloyd pass (km_lloyd_pass over the rows in memory: the kernel on the
+ * threads, and their reduction) over n random float32 rows, next to this
+ * core's FMA peak.
  * Built and run by `make kbench` (OMP_NUM_THREADS sets the threads):
  *     build/kbench [d] [k] [n] [passes]           defaults 32 64 1000000 9 */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "kernels.h"
+#include "lloyd.h"
 
 #include "fma_peak.h"
 
@@ -40,11 +43,16 @@ int main(int argc, char **argv)
     km_centers_load(&kc, c);
     const int64_t br = km_default_block_rows(d, k, KM_F32);
     km_threads *th = km_threads_new(&kc, br);
+    const km_block blk = {.n = n, .d = d, .rows = n, .prec = KM_F32, .data = x};
+    km_source src;
+    km_source_memory(&src, &blk, sizeof(float) * (size_t)n * d);   /* one chunk */
     double best = 1e30;
     for (int r = 0; r < passes; r++) {
         double t = omp_get_wtime();
-        km_assign_chunk(&kc, x, n, labels, th);
-        km_threads_reduce(th, acc);
+        if (km_lloyd_pass(&src, &kc, labels, th, acc, &err)) {
+            fprintf(stderr, "kbench: %s\n", err.msg);
+            return 1;
+        }
         t = omp_get_wtime() - t;
         best = t < best ? t : best;
     }

@@ -519,20 +519,6 @@ void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, i
         assign_block_f64(kc, x, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
 }
 
-void km_assign_chunk(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
-                     km_threads *th)
-{
-    const int64_t br = th->block_rows;
-    const int64_t nblocks = (rows + br - 1) / br;
-    const size_t rowbytes = (size_t)kc->d * prec_size(kc->prec);
-#pragma omp parallel for schedule(dynamic, 2) num_threads(th->n)
-    for (int64_t b = 0; b < nblocks; b++) {
-        const int64_t r0 = b * br, nr = rows - r0 < br ? rows - r0 : br;
-        km_assign_thread_block(kc, (const char *)x + (size_t)r0 * rowbytes, nr, labels + r0, th,
-                               omp_get_thread_num());
-    }
-}
-
 int km_threads_rowbufs(km_threads *th, size_t bytes)
 {
     if (th->xbuf && th->xbuf_bytes >= bytes)

@@ -324,7 +324,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
            (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
         const int64_t ahead = rows - r0 - RV;
         const char *pf = (const char *)(ahead > 0 ? x + (r0 + RV) * d : x);
-        const size_t pf_bytes = ahead > 0 ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
+        const size_t pf_bytes =
+            ahead > 0 ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
         const size_t pf_step = (pf_bytes / pf_calls + 127) / 64 * 64;
         size_t pf_done = 0;
         FN(argmin_state) st;

@@ -94,14 +94,18 @@ static double inertia_tol(const km_centers *kc, const int32_t *lab, int64_t n,
            + 4.0 * (kc->d + 8) * 0x1p-52 * (double)far;
 }
 
-/* One pass of the fast kernel through the thread layer (as lloyd.c does). */
+/* One Lloyd pass of the fast kernel over x in memory, in chunks of three
+ * kernel blocks (whole blocks, as fit.c cuts them), through the threads. */
 static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
                       int32_t *labels, km_acc *acc)
 {
     km_threads *th = km_threads_new(kc, block_rows);
     assert_non_null(th);
-    km_assign_chunk(kc, x, n, labels, th);
-    km_threads_reduce(th, acc);
+    const km_block blk = {.n = n, .d = kc->d, .rows = n, .prec = kc->prec, .data = (void *)x};
+    km_source src;
+    km_source_memory(&src, &blk, (size_t)(3 * block_rows) * kc->d * (kc->prec == KM_F32 ? 4 : 8));
+    km_error err = {0};
+    assert_int_equal(km_lloyd_pass(&src, kc, labels, th, acc, &err), 0);
     km_threads_free(th);
 }
 
