@@ -170,11 +170,32 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
                         const double *c, double *out, int init);
 
-/* For each of m candidate centres: pot[t] += sum over rows of q(min(D_i, ||x_i - cand||^2))
- * where q(v) = floor(v * qscale), exactly (integers), so the result does not
- * depend on how rows are split among ranks or threads. */
-void km_pp_potentials(const void *x, int64_t rows, int d, km_precision prec, const double *D,
-                      const double *cand, int m, double qscale, unsigned __int128 *pot);
+/* Greedy k-means++ (init.c): D_i = E(x_i, c_a) is row i's distance to the
+ * nearest of the centroids chosen so far (E = km_dist_exact); a, its index, is
+ * near[i]'s low `shift` bits (all of them when shift = 0). The m = cand->k
+ * candidates are a km_centers with km_centers_keep_rows, loaded with their
+ * float64 rows; thr is km_pp_thresholds' for them. How much candidate t lowers
+ * the potential: red[t] += sum over rows of q(D_i) - q(min(D_i, E(x_i, cand_t))),
+ * q(v) = floor(v qscale), in exact integers, so the result does not depend on
+ * how rows are split among ranks or threads. E is taken only where thr (without
+ * reading the row) and then the fast kernel's lower bound (d >= 128) cannot
+ * show E >= D_i; with every, for every row and candidate, without a test (for
+ * small d, where the tests cost about as much). *read += the rows thr could not
+ * skip.
+ * With shift > 0 (shift + m <= 31), bit shift + t of near[i] is set where
+ * candidate t lowers D_i. Returns 0, or -1 when out of memory. */
+int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const double *D,
+                     int32_t *near, int shift, const double *thr, int every, double qscale,
+                     unsigned __int128 *red, int64_t *read);
+/* thr (s x (m + 1)): thr[a (m + 1) + t] such that D_i <= it proves E(x_i, cand_t)
+ * >= D_i for a row whose nearest chosen centroid is chosen[a] (the triangle
+ * inequality); thr[a (m + 1) + m] their least. */
+void km_pp_thresholds(const double *chosen, int s, const km_centers *cand, double *thr);
+/* Candidate t became centroid `label`: D_i = min(D_i, E(x_i, cand_t)), and
+ * near[i] = label where it is lower. With shift, the rows km_pp_reductions
+ * marked; else E is taken as there. */
+void km_pp_lower(const km_centers *cand, int t, const void *x, int64_t rows, const double *thr,
+                 int32_t label, double *D, int32_t *near, int shift);
 
 /* Merge rows offset + i into dist[m], row[m], the rows farthest from their
  * assigned centroid by (distance desc, row asc). Start with row[t] = -1 and

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include "bounds.h"
 #include "kernels.h"
 
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
@@ -845,23 +846,145 @@ void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
     }
 }
 
-void km_pp_potentials(const void *x, int64_t rows, int d, km_precision prec, const double *D,
-                      const double *cand, int m, double qscale, unsigned __int128 *pot)
+/* Below this d an exact distance costs less than the fast kernel's scores. */
+#define KM_PP_SCORE_D 128
+#define KM_PP_TEST_D 32
+#define KM_PP_AHEAD 8   /* rows between a prefetch and the read */
+#define KM_PP_AHEAD_BYTES 64   /* smaller rows: the prefetcher sees them */
+
+/* Candidate t can lower D_i (x_i's distance to its nearest chosen centroid,
+ * whose thresholds th are, or NULL: not tested): 0 where th or the fast kernel's
+ * bound (base + sc, when scored) proves E(x_i, cand_t) >= D_i, else
+ * E(x_i, cand_t) < D_i, with E in *e. */
+static inline int pp_lowers(const km_centers *cand, const char *xr, int t, double Di,
+                            const double *th, int scored, double lo, double *e)
 {
-#pragma omp parallel
+    /* E(x, c) >= ||x - c||^2 (1 - e) >= lo (1 - e) */
+    if ((th && Di <= th[t]) ||
+        (scored && lo * (1 - km_bound_margin(cand->d)) >= Di))   /* NaN: in doubt */
+        return 0;
+    *e = km_dist_exact(xr, 0, cand->d, cand->prec, cand->c64 + (size_t)t * cand->d);
+    return *e < Di;
+}
+
+int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const double *D,
+                     int32_t *near, int shift, const double *thr, int every, double qscale,
+                     unsigned __int128 *red, int64_t *read)
+{
+    const int m = cand->k, d = cand->d, scored = d >= KM_PP_SCORE_D;
+    const int32_t mask = shift ? (int32_t)(((uint32_t)1 << shift) - 1) : -1;
+    const size_t rowbytes = (size_t)d * prec_size(cand->prec);
+    const int ahead = rowbytes >= KM_PP_AHEAD_BYTES;
+    int bad = 0;
+    int64_t nread = 0;
+#pragma omp parallel reduction(| : bad) reduction(+ : nread)
     {
         unsigned __int128 *mine = calloc((size_t)m, sizeof *mine);
+        double *sc = malloc(sizeof(double) * (size_t)m);
+        int *doubt = malloc(sizeof(int) * (size_t)m);
+        bad = !mine || !sc || !doubt;
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i < rows; i++)
-            for (int t = 0; t < m; t++) {
-                double e = km_dist_exact(x, i, d, prec, cand + (size_t)t * d);
-                double v = e < D[i] ? e : D[i];
-                mine[t] += (uint64_t)(v * qscale);
+        for (int64_t i = 0; i < rows; i++) {
+            const int64_t j = i + KM_PP_AHEAD;   /* the rows read are sparse: ask ahead */
+            if (ahead && !every && j < rows && D[j] > thr[(size_t)(near[j] & mask) * (m + 1) + m])
+                km_prefetch_row((const char *)x + (size_t)j * rowbytes, rowbytes);
+            const int32_t a = near[i] & mask;
+            const double *th = thr + (size_t)a * (m + 1);
+            const int far = D[i] <= th[m];   /* every candidate too far from x's centroid */
+            near[i] = a;
+            nread += !far;
+            if (bad)
+                continue;
+            if (every) {   /* no test, no branch: E for every candidate */
+                const char *xr = (const char *)x + (size_t)i * rowbytes;
+                const uint64_t qd = (uint64_t)(D[i] * qscale);
+                uint32_t lowers = 0;
+                for (int t = 0; t < m; t++) {
+                    const double e = km_dist_exact(xr, 0, d, cand->prec, cand->c64 + (size_t)t * d);
+                    const int lt = e < D[i];
+                    mine[t] += qd - (uint64_t)((lt ? e : D[i]) * qscale);
+                    lowers |= (uint32_t)lt << t;
+                }
+                if (shift)
+                    near[i] = (int32_t)((uint32_t)a | lowers << shift);
+                continue;
             }
+            if (far)
+                continue;   /* not read */
+            const char *xr = (const char *)x + (size_t)i * rowbytes;
+            int nd = 0;   /* below KM_PP_TEST_D a test per candidate costs more than E */
+            for (int t = 0; t < m; t++)
+                if (d < KM_PP_TEST_D || D[i] > th[t])
+                    doubt[nd++] = t;
+            const double base = scored ? km_row_scores(cand, xr, doubt, nd, sc) : 0;
+            const uint64_t qd = (uint64_t)(D[i] * qscale);
+            uint32_t lowers = 0;
+            for (int j = 0; j < nd; j++) {
+                double e;
+                if (pp_lowers(cand, xr, doubt[j], D[i], d < KM_PP_TEST_D ? NULL : th,
+                              scored, scored ? base + sc[j] : 0, &e)) {
+                    mine[doubt[j]] += qd - (uint64_t)(e * qscale);
+                    lowers |= (uint32_t)1 << doubt[j];
+                }
+            }
+            if (shift)
+                near[i] = (int32_t)((uint32_t)a | lowers << shift);
+        }
 #pragma omp critical
-        for (int t = 0; t < m; t++)
-            pot[t] += mine[t];   /* integer sums: the order does not matter */
+        for (int t = 0; mine && t < m; t++)
+            red[t] += mine[t];   /* integer sums: the order does not matter */
         free(mine);
+        free(sc);
+        free(doubt);
+    }
+    *read += nread;
+    return bad ? -1 : 0;
+}
+
+void km_pp_thresholds(const double *chosen, int s, const km_centers *cand, double *thr)
+{
+    const int m = cand->k, d = cand->d;
+    /* ||x - c_t|| >= ||c_a - c_t|| - ||x - c_a||, with E = km_dist_exact within a
+     * relative e of the true squared distances: E(c_a, c_t) >= 4 D_i (1 + e) / (1 - e)
+     * gives E(x, c_t) >= D_i. (1 - e) / (1 + e) >= 1 - 2 e; 4 e more covers the
+     * roundings of this product and of e itself. */
+    const double f = 0.25 * (1 - 6 * km_bound_margin(d));
+#pragma omp parallel for schedule(static)
+    for (int a = 0; a < s; a++) {
+        double *th = thr + (size_t)a * (m + 1), least = INFINITY;
+        for (int t = 0; t < m; t++) {
+            th[t] = km_dist_exact(chosen, a, d, KM_F64, cand->c64 + (size_t)t * d) * f;
+            least = th[t] < least ? th[t] : least;
+        }
+        th[m] = least;
+    }
+}
+
+void km_pp_lower(const km_centers *cand, int t, const void *x, int64_t rows, const double *thr,
+                 int32_t label, double *D, int32_t *near, int shift)
+{
+    const int m = cand->k, scored = cand->d >= KM_PP_SCORE_D;
+    const int32_t mask = shift ? (int32_t)(((uint32_t)1 << shift) - 1) : -1;
+    const size_t rowbytes = (size_t)cand->d * prec_size(cand->prec);
+    const int ahead = rowbytes >= KM_PP_AHEAD_BYTES;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        const int64_t j = i + KM_PP_AHEAD;
+        if (ahead && j < rows && (shift ? (uint32_t)near[j] >> shift >> t & 1
+                                        : D[j] > thr[(size_t)near[j] * (m + 1) + t]))
+            km_prefetch_row((const char *)x + (size_t)j * rowbytes, rowbytes);
+        const int32_t a = near[i] & mask;
+        const double *th = thr + (size_t)a * (m + 1);
+        if (shift ? !((uint32_t)near[i] >> shift >> t & 1) : D[i] <= th[t])
+            continue;   /* marked not lower, or proven so */
+        const char *xr = (const char *)x + (size_t)i * rowbytes;
+        double sc = 0, e;
+        const int score = scored && !shift;
+        const double base = score ? km_row_scores(cand, xr, &t, 1, &sc) : 0;
+        if (pp_lowers(cand, xr, t, D[i], NULL, score, base + sc, &e)) {   /* th: above */
+            D[i] = e;
+            near[i] = label;
+        }
     }
 }
 

@@ -110,7 +110,8 @@ static int init_centroids(const km_comm *c, const km_options *opt, km_run *r, km
         return 0;
     km_options o2 = *opt;
     o2.k = r->model.k;
-    return km_init_centroids(c, &o2, &r->data.blk, &r->data.src, r->model.centroids, err);
+    return km_init_centroids(c, &o2, &r->data.blk, &r->data.src, r->model.centroids, r->labels,
+                             err);   /* the labels' memory is free until the fit */
 }
 
 /* Collective: peak resident memory of each rank, min / mean / max in MB. */

@@ -639,6 +639,116 @@ static void test_dist_exact(void **state)
     }
 }
 
+/* k-means++'s step helpers against their definitions, with km_dist_exact taken
+ * for every row and candidate: the reductions as exact integers, the marks of
+ * the rows each candidate lowers (shift > 0), D and near after the updates.
+ * Clustered rows, so the thresholds skip rows (or, with every, only candidates);
+ * d >= 128 takes the fast kernel's bound too, and an offset makes that bound
+ * loose; two candidates are a row and a chosen centroid (distance 0). */
+static void check_pp_step(int d, km_precision prec, double offset, int shift, int every)
+{
+    const int64_t n = 600, n1 = 250;   /* two chunks */
+    const int s = 5, m = 6;
+    double *x64 = malloc(sizeof(double) * n * d), *chosen = malloc(sizeof(double) * s * d);
+    double *cand = malloc(sizeof(double) * m * d), *D = malloc(sizeof(double) * n);
+    double *thr = malloc(sizeof(double) * s * (m + 1)), *D0 = malloc(sizeof(double) * n);
+    int32_t *near = malloc(sizeof(int32_t) * n), *near0 = malloc(sizeof(int32_t) * n);
+    for (int a = 0; a < s; a++)
+        for (int j = 0; j < d; j++)
+            chosen[a * d + j] = offset + 8.0 * unif();
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++)
+            x64[i * d + j] = chosen[(i % s) * d + j] + unif() - 0.5;
+    void *x = make_data(prec, n, d, x64);
+    for (int64_t i = 0; i < n; i++)   /* as stored */
+        for (int j = 0; j < d; j++)
+            x64[i * d + j] = (double)value(x, prec, (size_t)i * d + j);
+    memcpy(cand, x64 + 17 * d, sizeof(double) * d);
+    memcpy(cand + d, chosen + 2 * d, sizeof(double) * d);
+    for (int t = 2; t < m; t++)   /* near rows of clusters 1 and 3 only: 0 and 4 are far */
+        for (int j = 0; j < d; j++)
+            cand[t * d + j] = x64[(size_t)(5 * t + 1 + 2 * (t % 2)) * d + j] + 0.3 * unif();
+    double maxD = 0;
+    for (int64_t i = 0; i < n; i++) {
+        D[i] = INFINITY;
+        for (int a = 0; a < s; a++) {
+            double e = km_dist_exact(x, i, d, prec, chosen + a * d);
+            if (e < D[i]) {
+                D[i] = e;
+                near[i] = a;
+            }
+        }
+        maxD = D[i] > maxD ? D[i] : maxD;
+    }
+    const double q = ldexp(1.0 / maxD, 52);
+    memcpy(near0, near, sizeof(int32_t) * n);
+    km_centers cc;
+    km_error err = {0};
+    assert_int_equal(km_centers_init(&cc, m, d, prec, &err), 0);
+    assert_int_equal(km_centers_keep_rows(&cc), 0);
+    km_centers_load(&cc, cand);
+    km_pp_thresholds(chosen, s, &cc, thr);
+    unsigned __int128 red[6] = {0};
+    const size_t es = prec == KM_F32 ? 4 : 8;
+    int64_t nread = 0;
+    assert_int_equal(km_pp_reductions(&cc, x, n1, D, near, shift, thr, every, q, red, &nread), 0);
+    assert_int_equal(km_pp_reductions(&cc, (char *)x + n1 * d * es, n - n1, D + n1, near + n1,
+                                      shift, thr, every, q, red, &nread), 0);
+    const int32_t mask = shift ? (1 << shift) - 1 : -1;
+    int64_t skippable = 0, far = 0;
+    for (int64_t i = 0; i < n; i++)
+        far += D[i] <= thr[(near[i] & mask) * (m + 1) + m];
+    assert_int_equal(nread, n - far);
+    assert_true(far > 0);
+    for (int t = 0; t < m; t++) {
+        unsigned __int128 ref = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double e = km_dist_exact(x, i, d, prec, cand + t * d);
+            ref += (uint64_t)(D[i] * q) - (uint64_t)((e < D[i] ? e : D[i]) * q);
+            const int32_t a = near[i] & mask;
+            assert_int_equal(a, near0[i]);
+            if (shift)
+                assert_int_equal((uint32_t)near[i] >> shift >> t & 1, e < D[i]);
+            if (D[i] <= thr[a * (m + 1) + t]) {   /* the thresholds' claim */
+                assert_true(e >= D[i]);
+                skippable++;
+            }
+            assert_true(thr[a * (m + 1) + m] <= thr[a * (m + 1) + t]);
+        }
+        assert_true(red[t] == ref);
+    }
+    assert_true(red[0] > 0);                       /* row 17 itself: distance 0 */
+    assert_true(skippable > (int64_t)n * m / 2);   /* clustered: most pairs skipped */
+    /* candidate 2 becomes centroid s (the marks are those of the D above) */
+    memcpy(D0, D, sizeof(double) * n);
+    km_pp_lower(&cc, 2, x, n, thr, s, D, near, shift);
+    for (int64_t i = 0; i < n; i++) {
+        double e = km_dist_exact(x, i, d, prec, cand + 2 * d);
+        assert_true(D[i] == (e < D0[i] ? e : D0[i]));
+        if (e < D0[i])
+            assert_int_equal(near[i], s);
+        else
+            assert_int_equal(near[i] & mask, near0[i]);
+    }
+    km_centers_free(&cc);
+    free(x64); free(chosen); free(cand); free(D); free(thr); free(near); free(D0); free(near0);
+    free(x);
+}
+
+static void test_pp_step(void **state)
+{
+    (void)state;
+    rng_state = 23;
+    for (int every = 0; every < 2; every++)
+        for (int shift = 0; shift <= 3; shift += 3) {   /* 3 bits: indices up to s = 5 */
+            check_pp_step(7, KM_F64, 0.0, shift, every);
+            check_pp_step(40, KM_F32, 0.0, shift, every);
+            check_pp_step(200, KM_F32, 0.0, shift, every);
+            check_pp_step(200, KM_F32, 1000.0, shift, every);
+            check_pp_step(130, KM_F64, 3.0, shift, every);
+        }
+}
+
 static void test_helpers(void **state)
 {
     (void)state;
@@ -663,20 +773,6 @@ static void test_helpers(void **state)
             best = e < best ? e : best;
         }
         assert_true(fabsl(D[i] - best) <= 1e-14L * best);
-    }
-
-    /* potentials: exact integer sums of floor(min(D, dist) * q) */
-    double q = 1e6;
-    unsigned __int128 pot[2] = {0, 0};   /* accumulated over two chunks of rows */
-    km_pp_potentials(x, n / 3, d, KM_F64, D, c, 2, q, pot);
-    km_pp_potentials(x + (n / 3) * d, n - n / 3, d, KM_F64, D + n / 3, c, 2, q, pot);
-    for (int t = 0; t < 2; t++) {
-        unsigned __int128 s = 0;
-        for (int64_t i = 0; i < n; i++) {
-            double e = km_dist_exact(x, i, d, KM_F64, c + t * d);
-            s += (unsigned __int128)floor((e < D[i] ? e : D[i]) * q);
-        }
-        assert_true(s == pot[t]);
     }
 
     /* farthest rows from their centroid: distance descending, row ascending */
@@ -846,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_pp_step),
         cmocka_unit_test(test_outward_rounding),
         cmocka_unit_test(test_fx_conversions),
     };
