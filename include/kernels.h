@@ -178,15 +178,13 @@ void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
  * the potential: red[t] += sum over rows of q(D_i) - q(min(D_i, E(x_i, cand_t))),
  * q(v) = floor(v qscale), in exact integers, so the result does not depend on
  * how rows are split among ranks or threads. E is taken only where thr (without
- * reading the row) and then the fast kernel's lower bound (d >= 128) cannot
- * show E >= D_i; with every, for every row and candidate, without a test (for
- * small d, where the tests cost about as much). *read += the rows thr could not
- * skip.
+ * reading the row, and from d = 32 on per candidate) and then the fast kernel's
+ * lower bound (d >= 128) cannot show E >= D_i.
  * With shift > 0 (shift + m <= 31), bit shift + t of near[i] is set where
  * candidate t lowers D_i. Returns 0, or -1 when out of memory. */
 int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const double *D,
-                     int32_t *near, int shift, const double *thr, int every, double qscale,
-                     unsigned __int128 *red, int64_t *read);
+                     int32_t *near, int shift, const double *thr, double qscale,
+                     unsigned __int128 *red);
 /* thr (s x (m + 1)): thr[a (m + 1) + t] such that D_i <= it proves E(x_i, cand_t)
  * >= D_i for a row whose nearest chosen centroid is chosen[a] (the triangle
  * inequality); thr[a (m + 1) + m] their least. */

@@ -12,8 +12,6 @@
 
 typedef unsigned __int128 u128;
 
-#define KM_PP_EVERY_D 32
-
 int km_fetch_rows(const km_comm *c, const km_block *blk, km_source *src, const int64_t *rows,
                   int m, double *out, km_error *err)
 {
@@ -117,7 +115,6 @@ static void lower_pass(km_source *src, const km_centers *cand, int t, const doub
  * and prepared for the fast kernel) and the thresholds of km_pp_thresholds. */
 typedef struct {
     int m, shift;   /* shift: near's bits for the index, or 0 (no room for marks) */
-    int every;      /* read every row: the thresholds skipped too few in the last step */
     double *D, *cand, *thr;
     int32_t *near;
     int64_t *cand_rows;
@@ -171,19 +168,13 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
     uint64_t *all = malloc(sizeof(uint64_t) * 2 * (size_t)m * c->size);
     if (!red || !loc || !all)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
-    int64_t read = 0;
     for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
         const void *x;
         if (!src->get(src, f, n, &x, err) &&
-            km_pp_reductions(&P->cc, x, n, D + f, P->near + f, P->shift, P->thr, P->every,
-                             qscale > 0 ? qscale : 1, red, &read))
+            km_pp_reductions(&P->cc, x, n, D + f, P->near + f, P->shift, P->thr,
+                             qscale > 0 ? qscale : 1, red))
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     }
-    /* below d = 32 a row's distances cost little more than the test that skips
-       it, and a mispredicted branch on it more: when the test skips under three
-       rows in four, read them all next step (measured, 2,000,000 x 3, k = 32:
-       testing was 1.2-1.4x slower than reading all with 35-60 % of rows read) */
-    P->every = d < KM_PP_EVERY_D && 4 * read > blk->rows;
     if (km_comm_agree(c, err)) {
         free(red);
         free(loc);
@@ -223,7 +214,7 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
     int bits = 1;   /* for the indices 0 .. k - 1 */
     while (bits < 31 && ((int64_t)1 << bits) < k)
         bits++;
-    pp_state P = {.m = m, .every = d < KM_PP_EVERY_D, .shift = bits + m <= 31 ? bits : 0, .D = malloc(sizeof(double) * rows),
+    pp_state P = {.m = m, .shift = bits + m <= 31 ? bits : 0, .D = malloc(sizeof(double) * rows),
                   .cand = malloc(sizeof(double) * (size_t)m * d),
                   .thr = malloc(sizeof(double) * (size_t)k * (size_t)(m + 1)),
                   .near = near,

@@ -868,16 +868,15 @@ static inline int pp_lowers(const km_centers *cand, const char *xr, int t, doubl
 }
 
 int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const double *D,
-                     int32_t *near, int shift, const double *thr, int every, double qscale,
-                     unsigned __int128 *red, int64_t *read)
+                     int32_t *near, int shift, const double *thr, double qscale,
+                     unsigned __int128 *red)
 {
     const int m = cand->k, d = cand->d, scored = d >= KM_PP_SCORE_D;
     const int32_t mask = shift ? (int32_t)(((uint32_t)1 << shift) - 1) : -1;
     const size_t rowbytes = (size_t)d * prec_size(cand->prec);
     const int ahead = rowbytes >= KM_PP_AHEAD_BYTES;
     int bad = 0;
-    int64_t nread = 0;
-#pragma omp parallel reduction(| : bad) reduction(+ : nread)
+#pragma omp parallel reduction(| : bad)
     {
         unsigned __int128 *mine = calloc((size_t)m, sizeof *mine);
         double *sc = malloc(sizeof(double) * (size_t)m);
@@ -886,31 +885,13 @@ int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const 
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < rows; i++) {
             const int64_t j = i + KM_PP_AHEAD;   /* the rows read are sparse: ask ahead */
-            if (ahead && !every && j < rows && D[j] > thr[(size_t)(near[j] & mask) * (m + 1) + m])
+            if (ahead && j < rows && D[j] > thr[(size_t)(near[j] & mask) * (m + 1) + m])
                 km_prefetch_row((const char *)x + (size_t)j * rowbytes, rowbytes);
             const int32_t a = near[i] & mask;
             const double *th = thr + (size_t)a * (m + 1);
-            const int far = D[i] <= th[m];   /* every candidate too far from x's centroid */
             near[i] = a;
-            nread += !far;
-            if (bad)
-                continue;
-            if (every) {   /* no test, no branch: E for every candidate */
-                const char *xr = (const char *)x + (size_t)i * rowbytes;
-                const uint64_t qd = (uint64_t)(D[i] * qscale);
-                uint32_t lowers = 0;
-                for (int t = 0; t < m; t++) {
-                    const double e = km_dist_exact(xr, 0, d, cand->prec, cand->c64 + (size_t)t * d);
-                    const int lt = e < D[i];
-                    mine[t] += qd - (uint64_t)((lt ? e : D[i]) * qscale);
-                    lowers |= (uint32_t)lt << t;
-                }
-                if (shift)
-                    near[i] = (int32_t)((uint32_t)a | lowers << shift);
-                continue;
-            }
-            if (far)
-                continue;   /* not read */
+            if (bad || D[i] <= th[m])
+                continue;   /* every candidate is too far from x's centroid: not read */
             const char *xr = (const char *)x + (size_t)i * rowbytes;
             int nd = 0;   /* below KM_PP_TEST_D a test per candidate costs more than E */
             for (int t = 0; t < m; t++)
@@ -919,12 +900,12 @@ int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const 
             const double base = scored ? km_row_scores(cand, xr, doubt, nd, sc) : 0;
             const uint64_t qd = (uint64_t)(D[i] * qscale);
             uint32_t lowers = 0;
-            for (int j = 0; j < nd; j++) {
+            for (int q = 0; q < nd; q++) {
                 double e;
-                if (pp_lowers(cand, xr, doubt[j], D[i], d < KM_PP_TEST_D ? NULL : th,
-                              scored, scored ? base + sc[j] : 0, &e)) {
-                    mine[doubt[j]] += qd - (uint64_t)(e * qscale);
-                    lowers |= (uint32_t)1 << doubt[j];
+                if (pp_lowers(cand, xr, doubt[q], D[i], d < KM_PP_TEST_D ? NULL : th,
+                              scored, scored ? base + sc[q] : 0, &e)) {
+                    mine[doubt[q]] += qd - (uint64_t)(e * qscale);
+                    lowers |= (uint32_t)1 << doubt[q];
                 }
             }
             if (shift)
@@ -937,7 +918,6 @@ int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const 
         free(sc);
         free(doubt);
     }
-    *read += nread;
     return bad ? -1 : 0;
 }
 
