@@ -174,7 +174,7 @@ static void test_algorithm(void **state)
     assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3"), KM_PARSE_RUN);
     assert_int_equal(o.algorithm, KM_ALG_AUTO);
     km_options_free(&o);
-    const char *names[] = {"lloyd", "hamerly", "yinyang", "auto"};
+    char *names[] = {"lloyd", "hamerly", "yinyang", "auto"};   /* argv is not const */
     const km_algorithm want[] = {KM_ALG_LLOYD, KM_ALG_HAMERLY, KM_ALG_YINYANG, KM_ALG_AUTO};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--algorithm", names[i]),
@@ -194,7 +194,7 @@ static void test_memory_and_preprocessing(void **state)
     assert_int_equal(o.memory_limit, 0);   /* 0: the node decides */
     assert_int_equal(o.transpose + o.log1p + o.standardize + o.top_variance, 0);
     km_options_free(&o);
-    const struct { const char *arg; int64_t bytes; } ok[] = {
+    const struct { char *arg; int64_t bytes; } ok[] = {
         {"1048576", 1048576}, {"512M", 512LL << 20}, {"2G", 2LL << 30}, {"1.5g", 3LL << 29},
         {"64KB", 64 << 10}, {"1T", 1LL << 40}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -203,7 +203,7 @@ static void test_memory_and_preprocessing(void **state)
         assert_int_equal(o.memory_limit, ok[i].bytes);
         km_options_free(&o);
     }
-    const char *bad[] = {"0", "-5M", "lots", "12Q", "M", "1e300G", ""};
+    char *bad[] = {"0", "-5M", "lots", "12Q", "M", "1e300G", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         e = (km_error){0};
         assert_int_equal(PARSE(&o, &e, "-i", "x.h5", "-k", "3", "--memory-limit", bad[i]),
