@@ -72,6 +72,7 @@ bench: bin/kmeans build/roofs
 	$(PYTHON) scripts/bench.py
 	$(PYTHON) scripts/bench_kernel.py
 	$(PYTHON) scripts/bench_outofcore.py
+	$(PYTHON) scripts/bench_init.py
 
 # this machine's FMA peak and streaming-read rate, for bench_kernel.py
 build/roofs: scripts/roofs.c scripts/fma_peak.h
