@@ -166,9 +166,9 @@ void km_assign_naive(const km_centers *kc, const void *x, int64_t rows, int32_t 
  * whoever calls it, so it never depends on threads or ranks. */
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c);
 
-/* out[i] = min(out[i], ||x_i - c||^2) for all rows (init = 1: out[i] = dist). */
-void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
-                        const double *c, double *out, int init);
+/* out[i] = km_dist_exact of row i and c, for all rows (k-means++'s first D). */
+void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const double *c,
+                  double *out);
 
 /* Greedy k-means++ (init.c): D_i = E(x_i, c_a) is row i's distance to the
  * nearest of the centroids chosen so far (E = km_dist_exact); a, its index, is

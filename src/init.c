@@ -34,7 +34,7 @@ static void dist_pass(km_source *src, const double *centroid, double *D, km_erro
     for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
         const void *x;
         if (!src->get(src, f, n, &x, err))
-            km_min_dist_update(x, n, src->d, src->prec, centroid, D + f, 1);
+            km_dist_rows(x, n, src->d, src->prec, centroid, D + f);
     }
 }
 

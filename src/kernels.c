@@ -835,15 +835,12 @@ void km_assign_naive(const km_centers *kc, const void *x, int64_t rows, int32_t 
     km_workspace_free(ws);
 }
 
-void km_min_dist_update(const void *x, int64_t rows, int d, km_precision prec,
-                        const double *c, double *out, int init)
+void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const double *c,
+                  double *out)
 {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < rows; i++) {
-        double e = km_dist_exact(x, i, d, prec, c);
-        if (init || e < out[i])
-            out[i] = e;
-    }
+    for (int64_t i = 0; i < rows; i++)
+        out[i] = km_dist_exact(x, i, d, prec, c);
 }
 
 /* Below this d an exact distance costs less than the fast kernel's scores. */
