@@ -42,8 +42,8 @@ def main():
             x = f["data"][()]
         ours = skl = float("inf")
         for _ in range(a.repeat):
-            _, summ = run_kmeans(path, k, 1, a.threads,
-                                 extra=["--init", "kmeans++", "--seed", str(a.seed)])
+            _, summ = run_kmeans(path, k, 1, a.threads, init="kmeans++",
+                                 extra=["--seed", str(a.seed)])
             ours = min(ours, summ["init"]["max"])
             with threadpool_limits(a.threads):
                 t = time.perf_counter()

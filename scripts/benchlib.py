@@ -10,8 +10,8 @@ KMEANS = os.path.join(ROOT, "bin", "kmeans")
 
 
 def run_kmeans(path, k, iters, threads, algorithm="lloyd", extra=(), keep_output=None,
-               env_extra=None):
-    """Run `kmeans -i path -k k --init first --tol 0 --max-iter iters`; return
+               env_extra=None, init="first"):
+    """Run `kmeans -i path -k k --init INIT --tol 0 --max-iter iters`; return
     (wall seconds, summary dict). keep_output: path to keep the result at (else
     it is removed). env_extra: more environment, passed to the rank."""
     js = os.path.join(ROOT, "results", ".bench-%d.json" % os.getpid())
@@ -25,7 +25,7 @@ def run_kmeans(path, k, iters, threads, algorithm="lloyd", extra=(), keep_output
         forward += ["-x", name]
     t = time.perf_counter()
     subprocess.run(["mpirun", "-q", "-np", "1", "--bind-to", "none"] + forward +
-                   [KMEANS, "-i", path, "-k", str(k), "--init", "first", "--tol", "0",
+                   [KMEANS, "-i", path, "-k", str(k), "--init", init, "--tol", "0",
                     "--max-iter", str(iters), "--algorithm", algorithm, "-q", "-o", out,
                     "--summary-json", js] + list(extra),
                    check=True, env=env, stdout=subprocess.DEVNULL)
