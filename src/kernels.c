@@ -13,6 +13,8 @@
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
 #define KM_KEEP_SCORES_D 64   /* from this d on, storing the scores costs < 2 % of them */
+/* rescore, used below KM_KEEP_SCORES_D, sums a row in one block as the kernel does there */
+_Static_assert(KM_KEEP_SCORES_D <= KM_DBLOCK, "rescore assumes one d-block");
 
 #if defined(__AVX512F__)
 #define KM_VBYTES 64
@@ -55,7 +57,7 @@ typedef int64_t vi64 __attribute__((vector_size(KM_VBYTES)));
 
 struct km_workspace {
     void *xt;          /* one d-block of a row group, transposed: KM_DBLOCK x (2 vectors) */
-    void *part;        /* kp x (2 vectors): partial dot products between d-blocks */
+    double *part;      /* kp x (2 vectors) in float64: dot products between d-blocks */
     void *scores;      /* kp x (2 vectors of rows): a row group's scores, kept when
                           d >= KM_KEEP_SCORES_D so a near-tie rechecks only the
                           centroids it could be; else NULL */
@@ -403,7 +405,7 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
     const size_t rv = (size_t)rows_per_group(kc->prec), es = prec_size(kc->prec);
     const size_t dblock = kc->d < KM_DBLOCK ? (size_t)kc->d : KM_DBLOCK;
     ws->xt = alloc64(rv * dblock * es);
-    ws->part = alloc64(rv * (size_t)kc->kp * es);
+    ws->part = alloc64(rv * (size_t)kc->kp * sizeof(double));
     if (kc->d >= KM_KEEP_SCORES_D ? !(ws->scores = alloc64(rv * (size_t)kc->kp * es))
                                   : !(ws->rescore = alloc64((size_t)kc->kp * es))) {
         km_workspace_free(ws);

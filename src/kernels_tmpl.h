@@ -25,6 +25,69 @@ static inline VEC FN(vload)(const REAL *p)
     return v;
 }
 
+/* Where d spans several d-blocks, each block's dot products and ||x||^2 are
+ * summed in REAL from zero and the blocks' sums in float64, so the rounding error
+ * grows with the block's length, not with d (see err_len). Half a VEC, and it in
+ * float64: one native vector each, which GCC converts with one instruction (a
+ * VL-lane double vector spans two registers and was lowered lane by lane: 11 %
+ * slower on 70,000 x 784, k = 64). */
+typedef REAL FN(hvec) __attribute__((vector_size(VL / 2 * sizeof(REAL))));
+typedef double FN(hdvec) __attribute__((vector_size(VL / 2 * sizeof(double))));
+
+/* p[0, VL) (+)= v in float64 */
+static inline void FN(add64)(double *p, VEC v, int add)
+{
+    FN(hvec) h[2];
+    memcpy(h, &v, sizeof v);
+    for (int i = 0; i < 2; i++) {
+        FN(hdvec) w = __builtin_convertvector(h[i], FN(hdvec));
+        if (add) {
+            FN(hdvec) o;
+            memcpy(&o, p + i * (VL / 2), sizeof o);
+            w += o;
+        }
+        memcpy(p + i * (VL / 2), &w, sizeof w);
+    }
+}
+
+/* p[0, VL) rounded to REAL */
+static inline VEC FN(round64)(const double *p)
+{
+    FN(hvec) h[2];
+    for (int i = 0; i < 2; i++) {
+        FN(hdvec) o;
+        memcpy(&o, p + i * (VL / 2), sizeof o);
+        h[i] = __builtin_convertvector(o, FN(hvec));
+    }
+    VEC v;
+    memcpy(&v, h, sizeof v);
+    return v;
+}
+
+/* cn - 2 (p[0, VL) + v), in float64, rounded to REAL */
+static inline VEC FN(score64)(const double *p, VEC v, double cn)
+{
+    FN(hvec) h[2];
+    memcpy(h, &v, sizeof v);
+    for (int i = 0; i < 2; i++) {
+        FN(hdvec) o;
+        memcpy(&o, p + i * (VL / 2), sizeof o);
+        h[i] = __builtin_convertvector(cn - 2 * (__builtin_convertvector(h[i], FN(hdvec)) + o),
+                                       FN(hvec));
+    }
+    memcpy(&v, h, sizeof v);
+    return v;
+}
+
+/* The length that the scores' error bound charges for: d where one d-block holds
+ * the row; otherwise a block's KM_DBLOCK terms in REAL plus one float64 addition a
+ * block. (10,000 x 20,000: 335 against 20,000, which sent 11 % of the rows to the
+ * exact recheck every pass.) */
+static inline int FN(err_len)(int d)
+{
+    return d <= KM_DBLOCK ? d : KM_DBLOCK + (d + KM_DBLOCK - 1) / KM_DBLOCK;
+}
+
 typedef struct {
     VEC b1[2], b2[2];   /* best and second-best score per row lane */
     VI i1[2];           /* index of the best (lowest on ties) */
@@ -43,26 +106,20 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
 }
 
 /* One d-block [j0, j1) of a row group (xt: its (j1 - j0) x RV transpose) against
- * centroid group g (CG centroids). The dot products so far live in part (CG x RV
- * per group) between d-blocks; after the last block the scores update the argmin.
+ * centroid group g (CG centroids). Where d spans several d-blocks, each block's dot
+ * products start from zero and are added, in float64, to part (CG x RV doubles
+ * per group); after the last block the scores update the argmin.
  * Hot loop: 12 FMA chains. */
 static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
-                             int j1, REAL *restrict part, FN(argmin_state) *st,
+                             int j1, double *restrict part, FN(argmin_state) *st,
                              REAL *restrict keep)
 {
     const int d = kc->d;
     const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
-    REAL *restrict pg = part + (size_t)g * CG * RV;
+    double *restrict pg = part + (size_t)g * CG * RV;
     VEC a[2][CG];
-    for (int q = 0; q < CG; q++) {
-        if (j0 == 0) {
-            a[0][q] = (VEC){0};
-            a[1][q] = (VEC){0};
-        } else {
-            a[0][q] = FN(vload)(pg + q * RV);
-            a[1][q] = FN(vload)(pg + q * RV + VL);
-        }
-    }
+    for (int q = 0; q < CG; q++)
+        a[0][q] = a[1][q] = (VEC){0};
     const REAL *restrict pj = pan + (size_t)j0 * CG;
     for (int j = 0; j < j1 - j0; j++) {
         VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
@@ -72,21 +129,27 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
             a[1][q] += cj[q] * x1;
         }
     }
-    if (j1 < d) {
-        for (int q = 0; q < CG; q++) {
-            memcpy(pg + q * RV, &a[0][q], sizeof(VEC));
-            memcpy(pg + q * RV + VL, &a[1][q], sizeof(VEC));
-        }
+    if (j1 < d) {   /* several d-blocks: the block's sums into float64 */
+        for (int q = 0; q < CG; q++)
+            for (int h = 0; h < 2; h++)
+                FN(add64)(pg + q * RV + h * VL, a[h][q], j0 > 0);
         return;
     }
-    const REAL *cn = (const REAL *)kc->cnorm_r + (size_t)g * CG;
-    for (int q = 0; q < CG; q++) {
-        const VEC s0 = cn[q] - 2 * a[0][q], s1 = cn[q] - 2 * a[1][q];
-        FN(argmin_update)(st, 0, s0, g * CG + q);
-        FN(argmin_update)(st, 1, s1, g * CG + q);
+    if (j0 > 0)   /* the last of several: the score in float64, then rounded */
+        for (int q = 0; q < CG; q++)
+            for (int h = 0; h < 2; h++)
+                a[h][q] = FN(score64)(pg + q * RV + h * VL, a[h][q],
+                                      (double)((const REAL *)kc->cnorm_r)[g * CG + q]);
+    else
+        for (int q = 0; q < CG; q++)
+            for (int h = 0; h < 2; h++)
+                a[h][q] = ((const REAL *)kc->cnorm_r)[g * CG + q] - 2 * a[h][q];
+    for (int q = 0; q < CG; q++) {   /* a now holds the scores */
+        FN(argmin_update)(st, 0, a[0][q], g * CG + q);
+        FN(argmin_update)(st, 1, a[1][q], g * CG + q);
         if (keep) {   /* centroid c's scores at keep[c * RV + lane] */
-            memcpy(keep + (size_t)(g * CG + q) * RV, &s0, sizeof s0);
-            memcpy(keep + (size_t)(g * CG + q) * RV + VL, &s1, sizeof s1);
+            memcpy(keep + (size_t)(g * CG + q) * RV, &a[0][q], sizeof(VEC));
+            memcpy(keep + (size_t)(g * CG + q) * RV + VL, &a[1][q], sizeof(VEC));
         }
     }
 }
@@ -220,10 +283,14 @@ typedef struct {
 
 static inline FN(score_err) FN(score_err_of)(const km_centers *kc)
 {
-    const int d = kc->d;
+    /* Over several d-blocks the dot is off by at most KM_DBLOCK u of sum |x_j c_j| (a
+     * block's FMAs) plus one float64 rounding a block, and its score by one more
+     * rounding to REAL: the one-block derivation with e = err_len(d) terms for d.
+     * (2 d + 8) 2^-53 covers the float64 sums (the norms, km_dist_exact) where e < d. */
+    const int d = kc->d, e = FN(err_len)(d);
     return (FN(score_err)){
-        .coef = (REAL)(1.25 * ((2.0 * d + 8.0) * UROUND + 0x1p-48)),
-        .grow = (REAL)(1.0 + 2.0 * (d + 2) * UROUND),
+        .coef = (REAL)(1.25 * ((2.0 * e + 8.0) * UROUND + (2.0 * d + 8.0) * 0x1p-53 + 0x1p-48)),
+        .grow = (REAL)(1.0 + 2.0 * (e + 2) * UROUND),
         .cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND)),
         .slack = (REAL)(1 + 16 * UROUND)};
 }
@@ -236,49 +303,71 @@ static inline double FN(score_base)(const km_centers *kc, const FN(score_err) *s
     const double xn64 = (double)xn;
     const double err = 2.0 * (double)se->coef * (xn64 * (double)se->grow + (double)se->cmax2)
                        * (double)se->slack;
-    return xn64 * (1.0 - 2.0 * (kc->d + 2) * UROUND) - 2.0 * err;
+    return xn64 * (1.0 - 2.0 * (FN(err_len)(kc->d) + 2) * UROUND) - 2.0 * err;
 }
 
-/* Scores of one row against the centroids cand[0, n), as the blocked kernel
- * computes them (any order of the d products is within its error bound), from
- * the row-major copy of the centroids; four centroids at a time share the loads
- * of the row. Returns score_base. */
+/* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, d-block by d-block as
+ * the kernel sums: a block's products in REAL (VL lanes, the tail in lane 0),
+ * each block's lanes added to float64 sums, which are added up at the end. The
+ * lanes are vectors, not an OpenMP reduction: that reduced across lanes once a
+ * block, which at d = 784 cost as much as the products. */
+static inline void FN(dots64)(const REAL *restrict xr, const REAL *const *ys, int ny, int d,
+                              double *out)
+{
+    double t[4][VL];
+    for (int i = 0; i < ny; i++)
+        for (int l = 0; l < VL; l++)
+            t[i][l] = 0;
+    for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
+        const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
+        VEC v[4] = {{0}, {0}, {0}, {0}};
+        int j = j0;
+        for (; j + VL <= j1; j += VL) {
+            const VEC xv = FN(vload)(xr + j);
+            for (int i = 0; i < ny; i++)
+                v[i] += xv * FN(vload)(ys[i] + j);
+        }
+        for (; j < j1; j++)
+            for (int i = 0; i < ny; i++)
+                v[i][0] += xr[j] * ys[i][j];
+        for (int i = 0; i < ny; i++)
+            FN(add64)(t[i], v[i], 1);
+    }
+    for (int i = 0; i < ny; i++) {
+        double sum = 0;
+        for (int l = 0; l < VL; l++)
+            sum += t[i][l];
+        out[i] = sum;
+    }
+}
+
+/* Scores of one row against the centroids cand[0, n), within the blocked
+ * kernel's error bound (dots64 sums no more than a d-block's terms in REAL), from
+ * the row-major copy of the centroids, four centroids at a time sharing the loads
+ * of the row; in float64 from the dot products on. Returns score_base. */
 static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, const int *cand,
                              int n, double *out)
 {
     const int d = kc->d;
     const REAL *restrict cr = kc->rows_r, *cn = kc->cnorm_r;
-    REAL xn = 0;
-#pragma omp simd reduction(+ : xn)
-    for (int j = 0; j < d; j++)
-        xn += xr[j] * xr[j];
-    int q = 0;
-    for (; q + 4 <= n; q += 4) {
-        const REAL *c0 = cr + (size_t)cand[q] * d, *c1 = cr + (size_t)cand[q + 1] * d;
-        const REAL *c2 = cr + (size_t)cand[q + 2] * d, *c3 = cr + (size_t)cand[q + 3] * d;
-        REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-        for (int j = 0; j < d; j++) {
-            s0 += xr[j] * c0[j];
-            s1 += xr[j] * c1[j];
-            s2 += xr[j] * c2[j];
-            s3 += xr[j] * c3[j];
-        }
-        out[q] = (double)(cn[cand[q]] - 2 * s0);
-        out[q + 1] = (double)(cn[cand[q + 1]] - 2 * s1);
-        out[q + 2] = (double)(cn[cand[q + 2]] - 2 * s2);
-        out[q + 3] = (double)(cn[cand[q + 3]] - 2 * s3);
-    }
-    for (; q < n; q++) {
-        const REAL *c0 = cr + (size_t)cand[q] * d;
-        REAL s0 = 0;
-#pragma omp simd reduction(+ : s0)
-        for (int j = 0; j < d; j++)
-            s0 += xr[j] * c0[j];
-        out[q] = (double)(cn[cand[q]] - 2 * s0);
+    double xn64;
+    const REAL *self[1] = {xr};
+    FN(dots64)(xr, self, 1, d, &xn64);
+    for (int q = 0; q < n; q += 4) {
+        const int ny = n - q < 4 ? n - q : 4;
+        const REAL *ys[4] = {xr, xr, xr, xr};
+        double dot[4];
+        for (int i = 0; i < ny; i++)
+            ys[i] = cr + (size_t)cand[q + i] * d;
+        if (ny == 4)   /* a constant count: the four sums stay in registers */
+            FN(dots64)(xr, ys, 4, d, dot);
+        else
+            FN(dots64)(xr, ys, ny, d, dot);
+        for (int i = 0; i < ny; i++)
+            out[q + i] = (double)cn[cand[q + i]] - 2 * dot[i];
     }
     const FN(score_err) se = FN(score_err_of)(kc);
-    return FN(score_base)(kc, &se, xn);
+    return FN(score_base)(kc, &se, (REAL)xn64);
 }
 
 /* Yinyang's group bounds of one row (km_group_bounds): per group, base + the
@@ -314,7 +403,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
                              const km_group_bounds *gb)
 {
     const int d = kc->d, ng = kc->kp / CG;
-    REAL *xt = ws->xt, *part = ws->part;
+    REAL *xt = ws->xt;
+    double *part = ws->part;
     const size_t pf_calls = (size_t)ng * (size_t)((d + KM_DBLOCK - 1) / KM_DBLOCK);
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
@@ -330,6 +420,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
         size_t pf_done = 0;
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
+        double xn64[RV] = {0};   /* used where d > KM_DBLOCK */
         for (int h = 0; h < 2; h++)
             for (int i = 0; i < VL; i++) {
                 st.b1[h][i] = st.b2[h][i] = INFINITY;
@@ -340,10 +431,20 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
         for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
             const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
             FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
+            VEC xb[2] = {{0}, {0}};
             for (int j = 0; j < j1 - j0; j++) {   /* ||x||^2 per lane, for the error bound */
                 VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
-                xn[0] += x0 * x0;
-                xn[1] += x1 * x1;
+                xb[0] += x0 * x0;
+                xb[1] += x1 * x1;
+            }
+            for (int h = 0; h < 2; h++) {   /* summed by blocks as the dot products are */
+                if (d <= KM_DBLOCK) {
+                    xn[h] = xb[h];
+                    continue;
+                }
+                FN(add64)(xn64 + h * VL, xb[h], j0 > 0);
+                if (j1 == d)
+                    xn[h] = FN(round64)(xn64 + h * VL);
             }
             for (int g = 0; g < ng; g++) {
                 for (size_t o = 0; o < pf_step && pf_done < pf_bytes; o += 64, pf_done += 64)
@@ -352,7 +453,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             }
         }
         /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
-         * (d FMAs), centroids and norms rounded to REAL, the score's rounding.
+         * (d FMAs, or a d-block's), centroids and norms rounded to REAL, the score's rounding.
          * (a + b)^2 <= 2 a^2 + 2 b^2 avoids a square root; the same bound covers
          * km_dist_exact's float64 error. Runners-up within 4x of it are rechecked. */
         const FN(score_err) se = FN(score_err_of)(kc);
