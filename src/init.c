@@ -79,15 +79,54 @@ static u128 u128_join(const uint64_t *two)
     return ((u128)two[1] << 64) | two[0];
 }
 
-/* Global row whose integer weight interval holds target, or -1 if another rank
- * owns it; offset = total weight of the rows before this rank's block. */
-static int64_t find_weighted(const km_block *blk, const double *D, double qscale, u128 offset,
-                             u128 total, u128 target)
+/* Rows per chunk of the weights' partial sums (sums[c] = the rows' integer
+ * weights summed over chunk c), so that finding a candidate scans the sums and
+ * one chunk, not the rows up to it. */
+#define KM_PP_CHUNK 4096
+
+/* The largest D of this rank's rows (threads: max is exact in any order). */
+static double local_max(const double *D, int64_t rows)
 {
-    if (target < offset || target >= offset + total)
+    double mx = 0;
+#pragma omp parallel for reduction(max : mx) schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        mx = D[i] > mx ? D[i] : mx;
+    return mx;
+}
+
+/* sums[c] for every chunk, and their total: integer sums, so the same for any
+ * thread count. */
+static u128 chunk_sums(const double *D, int64_t rows, double qscale, u128 *sums)
+{
+    const int64_t nc = (rows + KM_PP_CHUNK - 1) / KM_PP_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t end = (c + 1) * KM_PP_CHUNK < rows ? (c + 1) * KM_PP_CHUNK : rows;
+        u128 s = 0;
+        for (int64_t i = c * KM_PP_CHUNK; i < end; i++)
+            s += (uint64_t)(D[i] * qscale);
+        sums[c] = s;
+    }
+    u128 total = 0;
+    for (int64_t c = 0; c < nc; c++)
+        total += sums[c];
+    return total;
+}
+
+/* Global row whose integer weight interval holds target, or -1 if another rank
+ * owns it; offset = total weight of the rows before this rank's block, mine its
+ * own (the sum of sums). */
+static int64_t find_weighted(const km_block *blk, const double *D, double qscale, u128 offset,
+                             u128 mine, const u128 *sums, u128 target)
+{
+    if (target < offset || target >= offset + mine)
         return -1;
     u128 cum = offset;
-    for (int64_t i = 0; i < blk->rows; i++) {
+    int64_t c = 0;
+    while (target >= cum + sums[c])   /* the chunk that holds it */
+        cum += sums[c++];
+    const int64_t end = (c + 1) * KM_PP_CHUNK < blk->rows ? (c + 1) * KM_PP_CHUNK : blk->rows;
+    for (int64_t i = c * KM_PP_CHUNK; i < end; i++) {
         cum += (uint64_t)(D[i] * qscale);
         if (target < cum)
             return blk->first + i;
@@ -116,6 +155,7 @@ static void lower_pass(km_source *src, const km_centers *cand, int t, const doub
 typedef struct {
     int m, shift;   /* shift: near's bits for the index, or 0 (no room for marks) */
     double *D, *cand, *thr;
+    u128 *sums;     /* the weights' chunk sums (KM_PP_CHUNK) */
     int32_t *near;
     int64_t *cand_rows;
     uint64_t *gather;
@@ -131,14 +171,10 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
     double *D = P->D;
     int64_t *cand_rows = P->cand_rows;
     uint64_t *gather = P->gather;
-    double maxD = 0;
-    for (int64_t i = 0; i < blk->rows; i++)
-        maxD = D[i] > maxD ? D[i] : maxD;
+    double maxD = local_max(D, blk->rows);
     km_comm_max(c, &maxD, 1);
     const double qscale = maxD > 0 ? ldexp(1.0 / maxD, 52) : 0;   /* weights <= 2^52 */
-    u128 mine = 0, offset = 0, total = 0;
-    for (int64_t i = 0; i < blk->rows; i++)
-        mine += (uint64_t)(D[i] * qscale);
+    u128 mine = chunk_sums(D, blk->rows, qscale, P->sums), offset = 0, total = 0;
     uint64_t two[2];
     u128_split(mine, two);
     km_comm_allgather_u64(c, two, 2, gather);
@@ -155,7 +191,7 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
         }
         u128 r = ((u128)km_rand(seed, KM_STREAM_KMEANSPP, 2 * ctr) << 64)
                  | km_rand(seed, KM_STREAM_KMEANSPP, 2 * ctr + 1);
-        cand_rows[t] = find_weighted(blk, D, qscale, offset, mine, r % total);
+        cand_rows[t] = find_weighted(blk, D, qscale, offset, mine, P->sums, r % total);
     }
     if (total != 0)
         km_comm_max_i64v(c, cand_rows, m);
@@ -217,12 +253,13 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
     pp_state P = {.m = m, .shift = bits + m <= 31 ? bits : 0, .D = malloc(sizeof(double) * rows),
                   .cand = malloc(sizeof(double) * (size_t)m * d),
                   .thr = malloc(sizeof(double) * (size_t)k * (size_t)(m + 1)),
+                  .sums = malloc(sizeof(u128) * ((rows + KM_PP_CHUNK - 1) / KM_PP_CHUNK)),
                   .near = near,
                   .cand_rows = malloc(sizeof(int64_t) * (size_t)m),
                   .gather = malloc(sizeof(uint64_t) * 2 * (size_t)c->size)};
     km_error e = {0};
     const int cc_bad = km_centers_init(&P.cc, m, d, src->prec, &e) || km_centers_keep_rows(&P.cc);
-    if (!P.D || !P.cand || !P.thr || !P.cand_rows || !P.gather || cc_bad)
+    if (!P.D || !P.cand || !P.thr || !P.sums || !P.cand_rows || !P.gather || cc_bad)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     if (!km_comm_agree(c, err)) {
         int64_t first = (int64_t)km_rand_below(seed, KM_STREAM_KMEANSPP, 0, (uint64_t)blk->n);
@@ -240,6 +277,7 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
     free(P.D);
     free(P.cand);
     free(P.thr);
+    free(P.sums);
     free(P.cand_rows);
     free(P.gather);
     return err->code;
