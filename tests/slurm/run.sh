@@ -86,12 +86,14 @@ echo "tests/slurm: local SLURM up in $D ($(sinfo -h -o '%N %c CPUs %T'))"
 # Data on which Lloyd keeps moving (the manifold of scripts/gen_data.py), sized so
 # the job runs well past the first time-limit check of slurmctld (every ~30 s,
 # and it may signal that early): Lloyd, since the pruned strategies finish 200
-# iterations here in ~10 s. The reference, the same run never interrupted,
-# runs under mpirun meanwhile: it also slows the job down, which only helps.
+# iterations here in ~10 s. 300 iterations: 200 took ~55 s at 2e465e0 beside the
+# reference run, and a job may be signalled as late as 40 s in. The reference,
+# the same run never interrupted, runs under mpirun meanwhile: it also slows the
+# job down, which only helps.
 W=$D/work
 "$PYTHON" scripts/gen_data.py "$W/data.h5" --n 1000000 --d 32 --kind manifold --seed 7 >/dev/null \
     || fail "gen_data.py"
-args=(--seed 1 --tol 0 --max-iter 200 --algorithm lloyd)
+args=(--seed 1 --tol 0 --max-iter 300 --algorithm lloyd)
 mpirun -q -np 2 --bind-to none -x OMP_NUM_THREADS=1 "$ROOT/bin/kmeans" -i "$W/data.h5" -k 256 \
     "${args[@]}" -o "$W/ref.h5" -q > "$W/ref.log" 2>&1 &
 ref=$!
