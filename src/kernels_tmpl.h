@@ -312,8 +312,8 @@ static inline double FN(score_base)(const km_centers *kc, const FN(score_err) *s
 /* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, d-block by d-block as
  * the kernel sums: a block's products in REAL (VL lanes, the tail in lane 0),
  * each block's lanes added to float64 sums, which are added up at the end. The
- * lanes are vectors, not an OpenMP reduction: that reduced across lanes once a
- * block, which at d = 784 cost as much as the products. */
+ * lanes are vectors, not an OpenMP reduction, which would reduce across lanes once
+ * a block (Yinyang on 70,000 x 784, k = 256 measured 1.04-1.05x with it). */
 static inline void FN(dots64)(const REAL *restrict xr, const REAL *const *ys, int ny, int d,
                               double *out)
 {
