@@ -504,7 +504,7 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
 
 /* The pass as a walk (walk.h; ctx: a km_pass, state the km_yinyang). */
 /* The rows of block [first, first + n) whose values are needed, in s->rest
- * (block-relative), with their moved global and upper bounds: those that neither
+ * (block-relative), with their moved global bounds in s->rglob: those that neither
  * the global test nor the group tests with the moved upper bound settle. Both
  * tests need no value of the row, so a row they settle is not read (streamed) nor
  * fetched ahead (in memory): on 70,000 x 784, k = 256, 58 % of the rows the
