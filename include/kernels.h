@@ -170,6 +170,15 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const double *c,
                   double *out);
 
+/* k-means++'s draw (init.c): the largest of D[0, rows); and the rows' integer
+ * weights (uint64_t)(D_i qscale) summed per chunk of KM_PP_CHUNK rows into
+ * sums[c], returning their total. Exact integer sums: the same for any thread
+ * count. */
+#define KM_PP_CHUNK 4096
+double km_pp_max(const double *D, int64_t rows);
+unsigned __int128 km_pp_weight_sums(const double *D, int64_t rows, double qscale,
+                                    unsigned __int128 *sums);
+
 /* Greedy k-means++ (init.c): D_i = E(x_i, c_a) is row i's distance to the
  * nearest of the centroids chosen so far (E = km_dist_exact); a, its index, is
  * near[i]'s low `shift` bits (all of them when shift = 0). The m = cand->k

@@ -79,40 +79,6 @@ static u128 u128_join(const uint64_t *two)
     return ((u128)two[1] << 64) | two[0];
 }
 
-/* Rows per chunk of the weights' partial sums (sums[c] = the rows' integer
- * weights summed over chunk c), so that finding a candidate scans the sums and
- * one chunk, not the rows up to it. */
-#define KM_PP_CHUNK 4096
-
-/* The largest D of this rank's rows (threads: max is exact in any order). */
-static double local_max(const double *D, int64_t rows)
-{
-    double mx = 0;
-#pragma omp parallel for reduction(max : mx) schedule(static)
-    for (int64_t i = 0; i < rows; i++)
-        mx = D[i] > mx ? D[i] : mx;
-    return mx;
-}
-
-/* sums[c] for every chunk, and their total: integer sums, so the same for any
- * thread count. */
-static u128 chunk_sums(const double *D, int64_t rows, double qscale, u128 *sums)
-{
-    const int64_t nc = (rows + KM_PP_CHUNK - 1) / KM_PP_CHUNK;
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < nc; c++) {
-        const int64_t end = (c + 1) * KM_PP_CHUNK < rows ? (c + 1) * KM_PP_CHUNK : rows;
-        u128 s = 0;
-        for (int64_t i = c * KM_PP_CHUNK; i < end; i++)
-            s += (uint64_t)(D[i] * qscale);
-        sums[c] = s;
-    }
-    u128 total = 0;
-    for (int64_t c = 0; c < nc; c++)
-        total += sums[c];
-    return total;
-}
-
 /* Global row whose integer weight interval holds target, or -1 if another rank
  * owns it; offset = total weight of the rows before this rank's block, mine its
  * own (the sum of sums). */
@@ -126,7 +92,7 @@ static int64_t find_weighted(const km_block *blk, const double *D, double qscale
     while (target >= cum + sums[c])   /* the chunk that holds it */
         cum += sums[c++];
     const int64_t end = (c + 1) * KM_PP_CHUNK < blk->rows ? (c + 1) * KM_PP_CHUNK : blk->rows;
-    for (int64_t i = c * KM_PP_CHUNK; i < end; i++) {
+    for (int64_t i = c * KM_PP_CHUNK; i < end; i++) {   /* as km_pp_weight_sums weighs */
         cum += (uint64_t)(D[i] * qscale);
         if (target < cum)
             return blk->first + i;
@@ -155,7 +121,9 @@ static void lower_pass(km_source *src, const km_centers *cand, int t, const doub
 typedef struct {
     int m, shift;   /* shift: near's bits for the index, or 0 (no room for marks) */
     double *D, *cand, *thr;
-    u128 *sums;     /* the weights' chunk sums (KM_PP_CHUNK) */
+    u128 *sums;     /* the weights' chunk sums (km_pp_weight_sums) */
+    u128 *red;      /* m: each candidate's reduction of the potential */
+    uint64_t *loc, *all;   /* 2 m, 2 m x ranks: the reductions gathered */
     int32_t *near;
     int64_t *cand_rows;
     uint64_t *gather;
@@ -171,10 +139,10 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
     double *D = P->D;
     int64_t *cand_rows = P->cand_rows;
     uint64_t *gather = P->gather;
-    double maxD = local_max(D, blk->rows);
+    double maxD = km_pp_max(D, blk->rows);
     km_comm_max(c, &maxD, 1);
     const double qscale = maxD > 0 ? ldexp(1.0 / maxD, 52) : 0;   /* weights <= 2^52 */
-    u128 mine = chunk_sums(D, blk->rows, qscale, P->sums), offset = 0, total = 0;
+    u128 mine = km_pp_weight_sums(D, blk->rows, qscale, P->sums), offset = 0, total = 0;
     uint64_t two[2];
     u128_split(mine, two);
     km_comm_allgather_u64(c, two, 2, gather);
@@ -199,11 +167,9 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
         return err->code;
     km_centers_load(&P->cc, P->cand);
     km_pp_thresholds(centroids, step, &P->cc, P->thr);
-    u128 *red = calloc((size_t)m, sizeof(u128));
-    uint64_t *loc = malloc(sizeof(uint64_t) * 2 * (size_t)m);
-    uint64_t *all = malloc(sizeof(uint64_t) * 2 * (size_t)m * c->size);
-    if (!red || !loc || !all)
-        km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
+    u128 *red = P->red;
+    uint64_t *loc = P->loc, *all = P->all;
+    memset(red, 0, sizeof(u128) * (size_t)m);
     for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
         const void *x;
         if (!src->get(src, f, n, &x, err) &&
@@ -211,12 +177,8 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
                              qscale > 0 ? qscale : 1, red))
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     }
-    if (km_comm_agree(c, err)) {
-        free(red);
-        free(loc);
-        free(all);
+    if (km_comm_agree(c, err))
         return err->code;
-    }
     for (int t = 0; t < m; t++)
         u128_split(red[t], loc + 2 * t);
     km_comm_allgather_u64(c, loc, 2 * m, all);
@@ -236,9 +198,6 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
     double *centroid = centroids + (size_t)step * d;
     memcpy(centroid, P->cand + (size_t)best * d, sizeof(double) * d);
     lower_pass(src, &P->cc, best, P->thr, step, D, P->near, P->shift, err);
-    free(red);
-    free(loc);
-    free(all);
     return km_comm_agree(c, err);
 }
 
@@ -254,12 +213,16 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
                   .cand = malloc(sizeof(double) * (size_t)m * d),
                   .thr = malloc(sizeof(double) * (size_t)k * (size_t)(m + 1)),
                   .sums = malloc(sizeof(u128) * ((rows + KM_PP_CHUNK - 1) / KM_PP_CHUNK)),
+                  .red = malloc(sizeof(u128) * (size_t)m),
+                  .loc = malloc(sizeof(uint64_t) * 2 * (size_t)m),
+                  .all = malloc(sizeof(uint64_t) * 2 * (size_t)m * c->size),
                   .near = near,
                   .cand_rows = malloc(sizeof(int64_t) * (size_t)m),
                   .gather = malloc(sizeof(uint64_t) * 2 * (size_t)c->size)};
     km_error e = {0};
     const int cc_bad = km_centers_init(&P.cc, m, d, src->prec, &e) || km_centers_keep_rows(&P.cc);
-    if (!P.D || !P.cand || !P.thr || !P.sums || !P.cand_rows || !P.gather || cc_bad)
+    if (!P.D || !P.cand || !P.thr || !P.sums || !P.red || !P.loc || !P.all || !P.cand_rows
+        || !P.gather || cc_bad)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     if (!km_comm_agree(c, err)) {
         int64_t first = (int64_t)km_rand_below(seed, KM_STREAM_KMEANSPP, 0, (uint64_t)blk->n);
@@ -278,6 +241,9 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
     free(P.cand);
     free(P.thr);
     free(P.sums);
+    free(P.red);
+    free(P.loc);
+    free(P.all);
     free(P.cand_rows);
     free(P.gather);
     return err->code;

@@ -845,6 +845,33 @@ void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const d
         out[i] = km_dist_exact(x, i, d, prec, c);
 }
 
+double km_pp_max(const double *D, int64_t rows)
+{
+    double mx = 0;
+#pragma omp parallel for reduction(max : mx) schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        mx = D[i] > mx ? D[i] : mx;
+    return mx;
+}
+
+unsigned __int128 km_pp_weight_sums(const double *D, int64_t rows, double qscale,
+                                    unsigned __int128 *sums)
+{
+    const int64_t nc = (rows + KM_PP_CHUNK - 1) / KM_PP_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t end = (c + 1) * KM_PP_CHUNK < rows ? (c + 1) * KM_PP_CHUNK : rows;
+        unsigned __int128 s = 0;
+        for (int64_t i = c * KM_PP_CHUNK; i < end; i++)
+            s += (uint64_t)(D[i] * qscale);
+        sums[c] = s;
+    }
+    unsigned __int128 total = 0;
+    for (int64_t c = 0; c < nc; c++)
+        total += sums[c];
+    return total;
+}
+
 /* Below this d an exact distance costs less than the fast kernel's scores. */
 #define KM_PP_SCORE_D 128
 #define KM_PP_TEST_D 32
