@@ -26,6 +26,9 @@ typedef struct {
     double *colmean;        /* d: the column means of the same (the inertia's center) */
     double mean_variance;   /* mean per-feature variance (the tol scale) */
     int yinyang_groups;     /* groups of centroids Yinyang uses (fewer under a tight limit) */
+    int shared_totals;      /* the threads add into one copy of the k x d totals
+                               (km_threads_new) instead of each into its own */
+    double own_totals_bytes; /* what their own copies would have taken */
     char note[256];         /* a memory-driven algorithm change to report, or "" */
 } km_data;
 

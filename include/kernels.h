@@ -137,9 +137,19 @@ void km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km
                  km_workspace *ws);
 
 /* Threads of one rank: a workspace and a km_acc per OpenMP thread,
- * allocated once per run. */
+ * allocated once per run. Each thread's own totals (an i128 sum and a uint64
+ * run per value: km_threads_bytes) are the fastest, but with many threads they
+ * outgrow the data. With shared != NULL the threads instead add their moves'
+ * sums straight into shared->sums, one cluster's lock at a time (integers: the
+ * same bits in any order); their km_acc then hold the counts, sq and counters,
+ * which km_threads_reduce adds as before. */
 typedef struct km_threads km_threads;
-km_threads *km_threads_new(const km_centers *kc, int64_t block_rows);
+km_threads *km_threads_new(const km_centers *kc, int64_t block_rows, km_acc *shared);
+/* The bytes of per-thread totals for k x d values (shared: 0 and a row's scratch). */
+static inline double km_threads_bytes(int threads, int k, int d, int shared)
+{
+    return shared ? (double)threads * d * 8 : (double)threads * k * d * 24;
+}
 void km_threads_free(km_threads *th);
 int km_threads_count(const km_threads *th);
 /* Thread t's share of a pass: rows [0, rows) of x (at most block_rows of th)

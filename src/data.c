@@ -21,7 +21,9 @@
 #include "kernels.h"
 #include "yinyang.h"
 
-#define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks: views, size barely matters */
+#define KM_MEM_CHUNK_BYTES (8u << 20)
+#define KM_SHARED_FRACTION 0.15      /* the threads' own totals, of the rank's rows */
+#define KM_SHARED_MIN (64.0 * 1048576) /* ... or up to this */   /* in-core chunks: views, size barely matters */
 /* A stream's HDF5 chunk cache: one chunk. Streamed chunks end on the file's
  * chunk boundaries, so every HDF5 chunk is read whole, once a pass; only the two
  * a rank shares with its neighbours are read in part. */
@@ -129,9 +131,11 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
 {
     const int64_t rows = D->blk.rows, d = D->blk.d;
     const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
-    /* k x d: an i128 sum per thread, and 11 x 16 bytes of totals, allreduce buffer,
-     * centroid copies and the unpack cache (km_unpack_cache: limbs + 2 doubles) */
-    double b = 12.0 * (double)rows + (threads + 11.0) * (double)k * d * 16 + 64.0 * D->d_raw;
+    /* k x d: the threads' totals (km_threads_bytes), and 11 x 16 bytes of totals,
+     * allreduce buffer, centroid copies and the unpack cache (km_unpack_cache:
+     * limbs + 2 doubles) */
+    double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw
+               + km_threads_bytes(threads, k, (int)d, D->shared_totals);
     if (alg == KM_ALG_HAMERLY)
         b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
     else if (alg == KM_ALG_YINYANG)
@@ -155,11 +159,26 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */
     const int spare = opt->transpose || !hc;  /* km_stream_bytes' third chunk */
     const km_algorithm asked = *alg;
+    const double stream_min =
+        (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec, spare) + cache;
+    /* the threads' totals: each its own while all of them cost at most
+     * KM_SHARED_FRACTION of the rank's rows or KM_SHARED_MIN (issue 3: peak memory
+     * within 1.15 x the data + O(k d)) and leave room for the smallest stream;
+     * else one copy they share (the same bits, a slower first pass) */
+    const double rowbytes = (double)D->blk.rows * D->d_raw * esize;
+    const double own = km_threads_bytes(threads, k, D->blk.d, 0);
+    D->shared_totals = 0;   /* fixed_bytes below: with their own */
+    int shared = threads > 1 && own > fmax(KM_SHARED_FRACTION * rowbytes, KM_SHARED_MIN);
+    if (threads > 1 && !shared)
+        shared = fixed_bytes(D, k, threads, KM_ALG_LLOYD, 1) + fmin(incore, stream_min) > limit;
+    const char *force = getenv("KMEANS_TEST_SHARED_TOTALS");   /* tests, measurements */
+    if (threads > 1 && force && *force)
+        shared = atoi(force) != 0;
+    D->shared_totals = km_comm_max_i64(c, shared) > 0;
+    D->own_totals_bytes = own;
     /* the strategy: the first of yinyang, hamerly, lloyd (from the one asked
      * for) whose bounds leave room for at least the smallest stream on every rank */
     const km_algorithm order[3] = {KM_ALG_YINYANG, KM_ALG_HAMERLY, KM_ALG_LLOYD};
-    const double stream_min =
-        (double)km_stream_bytes(min_rows, D->d_raw, D->blk.prec, spare) + cache;
     const int advised = km_yinyang_groups(k, (int)D->blk.d);
     int64_t level = asked == KM_ALG_YINYANG ? 0 : asked == KM_ALG_HAMERLY ? 1 : 2;
     int64_t groups = advised;   /* Yinyang: halve the groups before giving it up */

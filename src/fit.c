@@ -188,7 +188,8 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
         st->tot = km_acc_new(k, blk->d);
         st->uc = km_unpack_cache_new(k, blk->d, st->limbs);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
-        st->th = km_threads_new(&st->kc, block_rows);
+        st->th = st->tot ? km_threads_new(&st->kc, block_rows,
+                                          D->shared_totals ? st->tot : NULL) : NULL;
         if (!st->acc || !st->pack || !st->tot || !st->uc || !st->old || !st->th)
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
                     "k=%d x d=%d per thread", c->rank, k, blk->d);

@@ -64,12 +64,18 @@ struct km_workspace {
     void *rescore;     /* kp: below that d, one near-tie row's scores, computed
                           again for it alone (k d products: cheap there) */
     int d;
+    km_acc *shared;    /* or NULL: the totals every thread adds its moves' sums to
+                          (km_threads_new), under locks[c]; then run is NULL */
+    omp_lock_t *locks; /* k, owned by the km_threads */
+    int64_t *vals;     /* d: with shared, a moving row's values as fixed-point integers */
     uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
     int32_t *runcount; /* k: rows added to or taken from run[c], at most KM_FX_RUN */
     int32_t *net;      /* k: rows added minus rows taken (the bits' offset) */
     int *touched;      /* clusters with runcount > 0 */
     int ntouched;
 };
+
+static km_acc *acc_new(int k, int d, int sums);
 
 static void *alloc64(size_t bytes)
 {
@@ -207,11 +213,44 @@ static inline void sub_row(const void *restrict x, int d, km_precision prec,
     }
 }
 
+/* Cluster c's shared sums += sign * v (d fixed-point integers), under its lock. */
+static void shared_add(km_workspace *ws, int c, const int64_t *restrict v, int sign)
+{
+    const size_t d = (size_t)ws->d;
+    km_i128 *restrict sum = ws->shared->sums + c * d;
+    omp_set_lock(ws->locks + c);
+    if (sign > 0)
+        for (size_t j = 0; j < d; j++)
+            sum[j] += v[j];
+    else
+        for (size_t j = 0; j < d; j++)
+            sum[j] -= v[j];
+    ws->shared->dirty[c] = 1;
+    omp_unset_lock(ws->locks + c);
+}
+
+/* A move with shared totals: the row's fixed-point values (the integers a run
+ * would add, fixed.h) into c's sums and out of old's. */
+static void shared_move(const km_centers *kc, const void *xr, int c, int old, km_workspace *ws)
+{
+    const int d = kc->d;
+    int64_t *restrict v = ws->vals;
+    for (int j = 0; j < d; j++) {
+        const double xj = kc->prec == KM_F32 ? (double)((const float *)xr)[j]
+                                             : ((const double *)xr)[j];
+        v[j] = (int64_t)(km_fx_bits(xj, kc->xscale[j]) - KM_FX_MAGIC_BITS);
+    }
+    shared_add(ws, c, v, 1);
+    if (old >= 0)
+        shared_add(ws, old, v, -1);
+}
+
 /* Row x's label becomes c. A row that stays costs nothing; a row that moves
- * is added to c's run and taken from its old cluster's: its fixed-point
- * values, its count and its ||x - center||^2 (one number, so the totals give
- * the inertia of any centroids, km_acc_unpack). The values taken are those once
- * added: they depend on the row alone. */
+ * is added to c's run and taken from its old cluster's (or, with shared totals,
+ * added to and taken from those): its fixed-point values, its count and its
+ * ||x - center||^2 (one number, so the totals give the inertia of any centroids,
+ * km_acc_unpack). The values taken are those once added: they depend on the row
+ * alone. */
 static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t *label,
                             km_acc *acc, km_workspace *ws)
 {
@@ -219,14 +258,22 @@ static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t
     if (old == c)
         return;
     const int d = kc->d;
-    const double q = dist_row(xr, kc->center, d, kc->prec, kc->xscale, open_run(ws, acc, c));
+    double q;
+    if (ws->shared) {
+        q = dist_row(xr, kc->center, d, kc->prec, NULL, NULL);
+        shared_move(kc, xr, c, old, ws);
+    } else {
+        q = dist_row(xr, kc->center, d, kc->prec, kc->xscale, open_run(ws, acc, c));
+        ws->net[c]++;
+        if (old >= 0) {
+            sub_row(xr, d, kc->prec, kc->xscale, open_run(ws, acc, old));
+            ws->net[old]--;
+        }
+    }
     const km_i128 qi = (km_i128)nearbyint(q * kc->qscale);   /* exact: < 2^KM_FX_QTOP */
-    ws->net[c]++;
     acc->sq[c] += qi;
     acc->counts[c] += 1.0;
     if (old >= 0) {
-        sub_row(xr, d, kc->prec, kc->xscale, open_run(ws, acc, old));
-        ws->net[old]--;
         acc->sq[old] -= qi;
         acc->counts[old] -= 1.0;
     }
@@ -396,9 +443,9 @@ int64_t km_default_block_rows(int d, int k, km_precision prec)
     return rows < rv ? rv : rows > 1024 ? 1024 : rows;
 }
 
-km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
+/* With shared (and its k locks), no runs: the moves go straight to shared. */
+static km_workspace *workspace_new(const km_centers *kc, km_acc *shared, omp_lock_t *locks)
 {
-    (void)block_rows;
     km_workspace *ws = calloc(1, sizeof *ws);
     if (!ws)
         return NULL;
@@ -411,16 +458,28 @@ km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
         km_workspace_free(ws);
         return NULL;
     }
-    ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
+    ws->shared = shared;
+    ws->locks = locks;
+    if (shared)
+        ws->vals = malloc(sizeof(int64_t) * (size_t)kc->d);
+    else
+        ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
     ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
     ws->net = calloc((size_t)kc->k, sizeof(int32_t));
     ws->touched = malloc(sizeof(int) * (size_t)kc->k);
     ws->d = kc->d;
-    if (!ws->xt || !ws->part || !ws->run || !ws->runcount || !ws->net || !ws->touched) {
+    if (!ws->xt || !ws->part || !(ws->run || ws->vals) || !ws->runcount || !ws->net
+        || !ws->touched) {
         km_workspace_free(ws);
         return NULL;
     }
     return ws;
+}
+
+km_workspace *km_workspace_new(const km_centers *kc, int64_t block_rows)
+{
+    (void)block_rows;
+    return workspace_new(kc, NULL, NULL);
 }
 
 void km_workspace_free(km_workspace *ws)
@@ -432,6 +491,7 @@ void km_workspace_free(km_workspace *ws)
     free(ws->scores);
     free(ws->rescore);
     free(ws->run);
+    free(ws->vals);
     free(ws->runcount);
     free(ws->net);
     free(ws->touched);
@@ -452,7 +512,9 @@ struct km_threads {
     int n;
     int64_t block_rows;
     km_workspace **ws;
-    km_acc **acc;
+    km_acc **acc;          /* with shared totals: counts, sq and counters only */
+    omp_lock_t *locks;     /* k, with shared totals */
+    int nlocks;
     void **xbuf;           /* km_threads_rowbufs: one block of rows per thread */
     size_t xbuf_bytes;
 };
@@ -469,13 +531,16 @@ void km_threads_free(km_threads *th)
     }
     for (int t = 0; th->xbuf && t < th->n; t++)
         free(th->xbuf[t]);
+    for (int c = 0; c < th->nlocks; c++)
+        omp_destroy_lock(th->locks + c);
+    free(th->locks);
     free(th->xbuf);
     free(th->ws);
     free(th->acc);
     free(th);
 }
 
-km_threads *km_threads_new(const km_centers *kc, int64_t block_rows)
+km_threads *km_threads_new(const km_centers *kc, int64_t block_rows, km_acc *shared)
 {
     km_threads *th = calloc(1, sizeof *th);
     if (!th)
@@ -484,7 +549,10 @@ km_threads *km_threads_new(const km_centers *kc, int64_t block_rows)
     th->block_rows = block_rows;
     th->ws = calloc((size_t)th->n, sizeof *th->ws);
     th->acc = calloc((size_t)th->n, sizeof *th->acc);
-    if (!th->ws || !th->acc) {
+    if (shared && (th->locks = malloc(sizeof(omp_lock_t) * (size_t)kc->k)))
+        for (; th->nlocks < kc->k; th->nlocks++)
+            omp_init_lock(th->locks + th->nlocks);
+    if (!th->ws || !th->acc || (shared && !th->locks)) {
         km_threads_free(th);
         return NULL;
     }
@@ -492,8 +560,8 @@ km_threads *km_threads_new(const km_centers *kc, int64_t block_rows)
 #pragma omp parallel reduction(&& : ok)
     {   /* each thread allocates and first touches its own scratch (NUMA) */
         int t = omp_get_thread_num();
-        th->ws[t] = km_workspace_new(kc, th->block_rows);
-        th->acc[t] = km_acc_new(kc->k, kc->d);
+        th->ws[t] = workspace_new(kc, shared, th->locks);
+        th->acc[t] = acc_new(kc->k, kc->d, !shared);
         ok = th->ws[t] && th->acc[t];
     }
     if (!ok) {
@@ -617,22 +685,28 @@ void km_threads_reduce(km_threads *th, km_acc *acc)
     }
 }
 
-km_acc *km_acc_new(int k, int d)
+/* Without sums: a thread's km_acc when the threads share their totals. */
+static km_acc *acc_new(int k, int d, int sums)
 {
     km_acc *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
     a->k = k;
     a->d = d;
-    a->sums = calloc((size_t)k * d, sizeof(km_i128));
+    a->sums = sums ? calloc((size_t)k * d, sizeof(km_i128)) : NULL;
     a->sq = calloc((size_t)k, sizeof(km_i128));
     a->counts = calloc((size_t)k, sizeof(double));
     a->dirty = calloc((size_t)k, 1);
-    if (!a->sums || !a->sq || !a->counts || !a->dirty) {
+    if ((sums && !a->sums) || !a->sq || !a->counts || !a->dirty) {
         km_acc_free(a);
         return NULL;
     }
     return a;
+}
+
+km_acc *km_acc_new(int k, int d)
+{
+    return acc_new(k, d, 1);
 }
 
 void km_acc_free(km_acc *a)

@@ -25,6 +25,11 @@ void km_report_header(FILE *out, const km_options *opt, const km_data *D, int k,
                 "--memory-limit per rank planned\n", (long long)D->chunk_rows, a, b);
     else
         fprintf(out, "memory: in core; %s of the %s --memory-limit per rank planned\n", a, b);
+    if (D->shared_totals) {
+        km_bytes_str(D->own_totals_bytes, a, sizeof a);
+        fprintf(out, "memory: the %d threads add into one copy of the k x d cluster totals "
+                "(their own copies would take %s)\n", threads, a);
+    }
     if (D->note[0])
         fprintf(out, "note: %s\n", D->note);
     fprintf(out, "%6s %22s %12s %12s %8s %8s\n", "iter", "inertia", " rel.shift", "changed",

@@ -234,6 +234,58 @@ class Reproducible(unittest.TestCase):
                     self.assertEqual(attrs[key], v, "%s attribute %s" % (out, key))
 
 
+class SharedTotals(unittest.TestCase):
+    """The threads adding their moves into one shared copy of the k x d totals (taken
+    when their own copies would outgrow the data; KMEANS_TEST_SHARED_TOTALS forces
+    it): the same bits as each thread summing its own, for every strategy."""
+    EXACT = ["/centroids", "/labels", "/cluster_sizes", "/history/inertia",
+             "/history/shift", "/history/changed", "/history/empty"]
+    SAID = "threads add into one copy of the k x d cluster totals"
+
+    def same(self, ref, out):
+        for obj in self.EXACT:
+            p = subprocess.run(["h5diff", ref, out, obj], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, "%s %s differs from %s: %s"
+                             % (out, obj, ref, p.stdout[:300]))
+
+    def test_forced_for_every_strategy(self):
+        rng = np.random.default_rng(4)
+        centers = rng.uniform(-5, 5, size=(10, 24))
+        x = centers[rng.integers(0, 10, size=4000)] + rng.standard_normal((4000, 24)) * 2.5
+        path = write_h5(TMP("shared.h5"), x)
+        args = ["-i", path, "-k", "10", "--init", "first", "--tol", "0", "--max-iter", "40"]
+        ref = TMP("shared-ref.h5")
+        rc, so, se = mpirun(1, 2, args + ["--algorithm", "lloyd", "-o", ref])
+        self.assertEqual(rc, 0, se)
+        self.assertNotIn(self.SAID, so)
+        self.assertGreater(int(read_result(ref)["attrs"]["iterations"]), 10)   # moves late too
+        force = {"KMEANS_TEST_SHARED_TOTALS": "1"}
+        for alg in ("lloyd", "hamerly", "yinyang"):
+            for ranks, extra in ((1, []), (2, []), (2, ["--memory-limit", "200K"])):
+                out = TMP("shared-%s-%d-%d.h5" % (alg, ranks, len(extra)))
+                rc, so, se = mpirun(ranks, 2, args + ["--algorithm", alg, "-o", out] + extra,
+                                    env=force)
+                self.assertEqual(rc, 0, se)
+                self.assertIn(self.SAID, so)
+                self.assertEqual("streamed" in so, bool(extra), so)
+                self.same(ref, out)
+
+    def test_chosen_when_the_copies_outgrow_the_data(self):
+        # 8 threads x 400 x 1000 totals x 24 bytes = 77 MB against 4.8 MB of rows
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((600, 1000))
+        path = write_h5(TMP("wide.h5"), x)
+        args = ["-i", path, "-k", "400", "--init", "first", "--tol", "0", "--max-iter", "4"]
+        one, many = TMP("wide-1.h5"), TMP("wide-8.h5")
+        rc, so, se = mpirun(1, 1, args + ["-o", one])
+        self.assertEqual(rc, 0, se)
+        self.assertNotIn(self.SAID, so)
+        rc, so, se = mpirun(1, 8, args + ["-o", many])
+        self.assertEqual(rc, 0, se)
+        self.assertIn("the 8 " + self.SAID, so)
+        self.same(one, many)
+
+
 class OutputAndReporting(unittest.TestCase):
     def test_layout_and_progress(self):
         x = datasets.load_iris().data

@@ -97,9 +97,9 @@ static double inertia_tol(const km_centers *kc, const int32_t *lab, int64_t n,
 /* One Lloyd pass of the fast kernel over x in memory, in chunks of three
  * kernel blocks (whole blocks, as fit.c cuts them), through the threads. */
 static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
-                      int32_t *labels, km_acc *acc)
+                      int32_t *labels, km_acc *acc, int shared)
 {
-    km_threads *th = km_threads_new(kc, block_rows);
+    km_threads *th = km_threads_new(kc, block_rows, shared ? acc : NULL);
     assert_non_null(th);
     const km_block blk = {.n = n, .d = kc->d, .rows = n, .prec = kc->prec, .data = (void *)x};
     km_source src;
@@ -150,7 +150,7 @@ static fake_source fake(const km_centers *kc, const void *x, int64_t n, int64_t 
 static int loaded_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
                        int64_t load_rows, int64_t fail_at, int32_t *labels, km_acc *acc)
 {
-    km_threads *th = km_threads_new(kc, block_rows);
+    km_threads *th = km_threads_new(kc, block_rows, NULL);
     assert_non_null(th);
     fake_source f = fake(kc, x, n, load_rows * km_threads_count(th), fail_at);
     km_error err = {0};
@@ -179,7 +179,7 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
     for (int64_t i = 0; i < n; i++)   /* some start labels, some -1 */
         start[i] = lab_fast[i] = lab_naive[i] = (int32_t)(i % 3) - 1 < k ? (int32_t)(i % 3) - 1 : -1;
 
-    fast_pass(&kc, x, n, block_rows, lab_fast, fast);
+    fast_pass(&kc, x, n, block_rows, lab_fast, fast, 0);
     km_assign_naive(&kc, x, n, lab_naive, naive);
 
     for (int64_t i = 0; i < n; i++) {
@@ -212,6 +212,37 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
                      KM_ERR_INPUT);
     km_acc_free(loaded);
     free(lab_loaded);
+
+    /* the threads adding their moves into one shared copy of the totals, from the
+       same start labels (sums taken out of clusters too): the same bits */
+    km_acc *shared = km_acc_new(k, d);
+    int32_t *lab_shared = malloc(n * sizeof(int32_t));
+    memcpy(lab_shared, start, n * sizeof(int32_t));
+    fast_pass(&kc, x, n, block_rows, lab_shared, shared, 1);
+    assert_memory_equal(lab_shared, lab_naive, n * sizeof(int32_t));
+    assert_memory_equal(shared->sums, naive->sums, sizeof(km_i128) * k * d);
+    assert_memory_equal(shared->sq, naive->sq, sizeof(km_i128) * k);
+    assert_memory_equal(shared->counts, naive->counts, sizeof(double) * k);
+    assert_true(shared->changed == naive->changed);
+    /* then every row from another cluster back to its own, added to those totals */
+    km_acc *naive2 = km_acc_new(k, d), *expect = km_acc_new(k, d);
+    for (int64_t i = 0; i < n; i++)
+        lab_shared[i] = (lab_naive[i] + 1) % k;
+    int32_t *lab_n2 = malloc(n * sizeof(int32_t));
+    memcpy(lab_n2, lab_shared, n * sizeof(int32_t));
+    km_assign_naive(&kc, x, n, lab_n2, naive2);
+    km_acc_add(expect, naive);
+    km_acc_add(expect, naive2);
+    fast_pass(&kc, x, n, block_rows, lab_shared, shared, 1);
+    assert_memory_equal(lab_shared, lab_naive, n * sizeof(int32_t));
+    assert_memory_equal(shared->sums, expect->sums, sizeof(km_i128) * k * d);
+    assert_memory_equal(shared->sq, expect->sq, sizeof(km_i128) * k);
+    assert_memory_equal(shared->counts, expect->counts, sizeof(double) * k);
+    km_acc_free(shared);
+    km_acc_free(naive2);
+    km_acc_free(expect);
+    free(lab_shared);
+    free(lab_n2);
 
     /* naive vs long double: the chosen centroid is a true minimiser up to rounding */
     long double inertia = 0;
@@ -264,7 +295,7 @@ static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block
 
     /* a second pass with unchanged centroids changes no label and moves nothing */
     km_acc_clear(fast);
-    fast_pass(&kc, x, n, block_rows, lab_fast, fast);
+    fast_pass(&kc, x, n, block_rows, lab_fast, fast, 0);
     assert_true(fast->changed == 0.0);
     for (int c = 0; c < k; c++)
         assert_true(fast->counts[c] == 0 && fast->sq[c] == 0);
@@ -384,7 +415,7 @@ static void test_ties(void **state)
         km_acc *acc = km_acc_new(k, d);
         for (int64_t i = 0; i < n; i++)
             lab[i] = -1;
-        fast_pass(&kc, x, n, 16, lab, acc);
+        fast_pass(&kc, x, n, 16, lab, acc, 0);
         for (int64_t i = 0; i < n; i++) {
             int v = (int)(i % 5);    /* 0 -> copy group 0, 1 -> tie of 0/2 -> group 0, ... */
             int expect = (v / 2) * 3; /* lowest index of the nearest group */
@@ -574,7 +605,7 @@ static void test_order_independent(void **state)
     km_acc *ref = km_acc_new(k, d), *a = km_acc_new(k, d);
     for (int64_t i = 0; i < n; i++)
         lab[i] = -1;
-    fast_pass(&kc, x, n, 16, lab, ref);
+    fast_pass(&kc, x, n, 16, lab, ref, 0);
     const int64_t blocks[] = {1, 17, 1000, 4096, 100000};
     for (int t = 1; t <= 2; t++) {
         omp_set_num_threads(t);
@@ -582,7 +613,7 @@ static void test_order_independent(void **state)
             km_acc_clear(a);
             for (int64_t i = 0; i < n; i++)
                 lab[i] = -1;
-            fast_pass(&kc, x, n, blocks[b], lab, a);
+            fast_pass(&kc, x, n, blocks[b], lab, a, 0);
             assert_memory_equal(a->sums, ref->sums, sizeof(km_i128) * k * d);
             assert_memory_equal(a->sq, ref->sq, sizeof(km_i128) * k);
         }
@@ -591,8 +622,8 @@ static void test_order_independent(void **state)
     km_acc_clear(a);
     for (int64_t i = 0; i < n; i++)
         lab[i] = -1;
-    fast_pass(&kc, x, 7001, 64, lab, a);
-    fast_pass(&kc, x + 7001 * d, n - 7001, 64, lab + 7001, a);
+    fast_pass(&kc, x, 7001, 64, lab, a, 0);
+    fast_pass(&kc, x + 7001 * d, n - 7001, 64, lab + 7001, a, 0);
     assert_memory_equal(a->sums, ref->sums, sizeof(km_i128) * k * d);
     assert_memory_equal(a->sq, ref->sq, sizeof(km_i128) * k);
     /* and through the limb packing an allreduce uses */
