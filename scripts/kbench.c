@@ -42,7 +42,7 @@ int main(int argc, char **argv)
     km_centers_set_range(&kc, maxabs, NULL);
     km_centers_load(&kc, c);
     const int64_t br = km_default_block_rows(d, k, KM_F32);
-    km_threads *th = km_threads_new(&kc, br);
+    km_threads *th = km_threads_new(&kc, br, NULL);
     const km_block blk = {.n = n, .d = d, .rows = n, .prec = KM_F32, .data = x};
     km_source src;
     km_source_memory(&src, &blk, sizeof(float) * (size_t)n * d);   /* one chunk */
