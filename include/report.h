@@ -6,8 +6,11 @@
 #include "data.h"
 #include "kmeans.h"
 
+/* What is run and the memory plan: printed before the rows are read. */
 void km_report_header(FILE *out, const km_options *opt, const km_data *D, int k,
                       km_algorithm alg, int ranks, int threads);
+/* The iteration table's column titles. */
+void km_report_columns(FILE *out);
 void km_report_iteration(FILE *out, int iter, double inertia, double shift, int64_t changed,
                          int empty, double skipped, double seconds);
 void km_report_timing(FILE *out, const km_timers *t, const km_result *res);

@@ -201,8 +201,23 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
     return km_comm_agree(c, err);
 }
 
+/* Every `every` seconds on rank 0 (progress != NULL): how many centroids are chosen
+ * and, from the time a step took so far, how long the rest may take. */
+static void pp_progress(FILE *progress, int chosen, int k, double t0, double every,
+                        double *last)
+{
+    const double now = km_now();
+    if (!progress || now - *last < every || chosen >= k)
+        return;
+    fprintf(progress, "init: k-means++ chose %d of %d centroids in %.1f s; about %.0f s to go\n",
+            chosen, k, now - t0, (now - t0) / chosen * (k - chosen));
+    fflush(progress);
+    *last = now;
+}
+
 static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k,
-                    uint64_t seed, double *centroids, int32_t *near, km_error *err)
+                    uint64_t seed, double *centroids, int32_t *near, FILE *progress,
+                    km_error *err)
 {
     const int d = blk->d, m = 2 + (int)log((double)k);
     const size_t rows = (size_t)(blk->rows ? blk->rows : 1);
@@ -232,8 +247,13 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
                 near[i] = 0;
             km_comm_agree(c, err);
         }
-        for (int s = 1; s < k && !err->code; s++)
+        const char *every = getenv("KMEANS_TEST_PROGRESS_SECONDS");   /* tests */
+        const double t0 = km_now(), period = every ? atof(every) : KM_INIT_PROGRESS_SECONDS;
+        double last = t0;
+        for (int s = 1; s < k && !err->code; s++) {
             pp_step(c, blk, src, seed, s, &P, centroids, err);
+            pp_progress(progress, s + 1, k, t0, period, &last);
+        }
     }
     if (!e.code)
         km_centers_free(&P.cc);
@@ -250,11 +270,12 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
 }
 
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
-                      km_source *src, double *centroids, int32_t *scratch, km_error *err)
+                      km_source *src, double *centroids, int32_t *scratch, FILE *progress,
+                      km_error *err)
 {
     const int k = opt->k;
     if (opt->init == KM_INIT_KMEANSPP)
-        return kmeanspp(c, blk, src, k, opt->seed, centroids, scratch, err);
+        return kmeanspp(c, blk, src, k, opt->seed, centroids, scratch, progress, err);
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)k);
     if (!rows)
         km_fail(err, KM_ERR_MEMORY, "out of memory for %d initial rows", k);

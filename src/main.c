@@ -104,14 +104,15 @@ static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_err
 }
 
 /* The first centroids chosen from the rows (--init kmeans++/first/random/rows). */
-static int init_centroids(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
+static int init_centroids(const km_comm *c, const km_options *opt, km_run *r, FILE *progress,
+                          km_error *err)
 {
     if (opt->resume || opt->init == KM_INIT_FILE)
         return 0;
     km_options o2 = *opt;
     o2.k = r->model.k;
     return km_init_centroids(c, &o2, &r->data.blk, &r->data.src, r->model.centroids, r->labels,
-                             err);   /* the labels' memory is free until the fit */
+                             progress, err);   /* the labels' memory is free until the fit */
 }
 
 /* Collective: peak resident memory of each rank, min / mean / max in MB. */
@@ -163,18 +164,21 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
         return err->code;
     r->threads = (int)km_comm_max_i64(c, omp_get_max_threads());
     r->res.algorithm = km_choose_algorithm(opt, r->model.k, r->data.blk.d);
-    if (km_data_plan(c, opt, &r->data, r->model.k, r->threads, &r->res.algorithm, err) ||
-        km_data_load(c, opt, &r->data, err))
+    if (km_data_plan(c, opt, &r->data, r->model.k, r->threads, &r->res.algorithm, err))
         return err->code;
-    r->tm.t[KM_T_READ] = km_now() - t;
-    t = km_now();
-    if (init_centroids(c, opt, r, err))
-        return err->code;
-    r->tm.t[KM_T_INIT] = km_now() - t;
     FILE *progress = c->rank == 0 && !opt->quiet ? stdout : NULL;
     if (progress)
         km_report_header(progress, opt, &r->data, r->model.k, r->res.algorithm, c->size,
                          r->threads);
+    if (km_data_load(c, opt, &r->data, err))
+        return err->code;
+    r->tm.t[KM_T_READ] = km_now() - t;
+    t = km_now();
+    if (init_centroids(c, opt, r, progress, err))
+        return err->code;
+    r->tm.t[KM_T_INIT] = km_now() - t;
+    if (progress)
+        km_report_columns(progress);
     if (km_fit(c, opt, &r->data, &r->model, r->labels, opt->resume ? &r->ckpt : NULL, &r->res,
                &r->tm, progress, err))
         return err->code;

@@ -32,6 +32,11 @@ void km_report_header(FILE *out, const km_options *opt, const km_data *D, int k,
     }
     if (D->note[0])
         fprintf(out, "note: %s\n", D->note);
+    fflush(out);   /* before a read or an init that may take minutes */
+}
+
+void km_report_columns(FILE *out)
+{
     fprintf(out, "%6s %22s %12s %12s %8s %8s\n", "iter", "inertia", " rel.shift", "changed",
             "skipped", "seconds");
 }

@@ -325,6 +325,32 @@ class OutputAndReporting(unittest.TestCase):
         self.assertEqual(rc, 0, se)
         self.assertEqual(len(so.strip().splitlines()), 1)    # only the summary line
 
+    def test_init_progress(self):
+        # every KMEANS_TEST_PROGRESS_SECONDS (10 s by default) k-means++ says how far it
+        # got: before the iteration table, counts rising, never the last; -q says nothing
+        rng = np.random.default_rng(6)
+        path = write_h5(TMP("pp_progress.h5"), rng.standard_normal((20000, 4)))
+        args = ["-i", path, "-k", "40", "--seed", "3", "--max-iter", "3"]
+        env = {"KMEANS_TEST_PROGRESS_SECONDS": "0"}
+        rc, so, se = mpirun(2, 1, args + ["-o", TMP("pp1.h5")], env=env)
+        self.assertEqual(rc, 0, se)
+        lines = so.splitlines()
+        said = [i for i, l in enumerate(lines) if l.startswith("init: k-means++ chose ")]
+        counts = [int(lines[i].split()[3]) for i in said]
+        self.assertEqual(counts, list(range(2, 40)), so)
+        self.assertTrue(all("of 40 centroids" in lines[i] and "s to go" in lines[i]
+                            for i in said), so)
+        table = [i for i, l in enumerate(lines) if l.split()[:2] == ["iter", "inertia"]]
+        memory = [i for i, l in enumerate(lines) if l.startswith("memory:")]
+        self.assertEqual(len(table), 1, so)
+        self.assertLess(memory[-1], said[0])   # the plan is said before the read and init
+        self.assertLess(said[-1], table[0])
+        rc, so, se = mpirun(2, 1, args + ["-q", "-o", TMP("pp2.h5")], env=env)
+        self.assertEqual(rc, 0, se)
+        self.assertNotIn("init:", so)
+        np.testing.assert_array_equal(read_result(TMP("pp1.h5"))["centroids"],
+                                      read_result(TMP("pp2.h5"))["centroids"])
+
     def test_help_and_version(self):
         rc, so, se = mpirun(1, 1, ["--help"])
         self.assertEqual(rc, 0)
