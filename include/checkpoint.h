@@ -15,6 +15,9 @@
 typedef struct {
     int iteration;        /* iterations finished; 0 = right after init */
     int k, d;
+    int chosen;           /* centroids the init had chosen: k, or with iteration 0
+                             fewer when a signal stopped k-means++ (rows chosen..k-1
+                             of centroids are then 0, to be chosen on --resume) */
     double *centroids;    /* k x d: where iteration + 1 starts */
     double *previous;     /* k x d: the centroids the labels of `iteration` were
                              assigned with (NULL when iteration is 0) */
@@ -43,6 +46,11 @@ int km_ckpt_write(const km_comm *c, const km_options *opt, const km_block *blk,
 int km_ckpt_read(const km_comm *c, const km_options *opt, const km_block *blk, km_ckpt *ck,
                  km_error *err);
 void km_ckpt_free(km_ckpt *ck);
+/* The content check: ck was made for data with these column maxima and mean
+ * variance (exact, so equal bits or other data). 0, or err set (the same on
+ * every rank). */
+int km_ckpt_same_data(const km_options *opt, const km_ckpt *ck, const double *maxabs,
+                      double tol_scale, km_error *err);
 
 /* Collective: remove the checkpoint once the result is safely written. */
 void km_ckpt_remove(const km_comm *c, const km_options *opt);

@@ -180,6 +180,12 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const double *c,
                   double *out);
 
+/* k-means++ continued from a checkpoint after s >= 1 chosen centroids (s x d):
+ * D_i = min over them of E(x_i, c) and near[i] its first argmin, the state the
+ * steps left (each lowers D_i only where E < D_i). O(rows s d), once. */
+void km_pp_nearest(const void *x, int64_t rows, int d, km_precision prec, const double *chosen,
+                   int s, double *D, int32_t *near);
+
 /* k-means++'s draw (init.c): the largest of D[0, rows); and the rows' integer
  * weights (uint64_t)(D_i qscale) summed per chunk of KM_PP_CHUNK rows into
  * sums[c], returning their total. Exact integer sums: the same for any thread

@@ -5,7 +5,7 @@
  *
  * Layout (h5dump-readable): attributes format, format_version, version, input,
  * input_realpath, dataset, n, d, input_dtype, k, init, seed, algorithm,
- * iteration, tol_scale, ranks; datasets /centroids (k x d), /previous_centroids
+ * iteration, init_chosen (version 2; version 1: k), tol_scale, ranks; datasets /centroids (k x d), /previous_centroids
  * (k x d, iteration > 0), /column_maxabs (d), /history/{inertia,shift,changed,
  * empty,seconds}.
  *
@@ -28,7 +28,7 @@
 #include "h5io.h"
 
 #define KM_CKPT_FORMAT "hpc-kmeans checkpoint"
-#define KM_CKPT_FORMAT_VERSION 1
+#define KM_CKPT_FORMAT_VERSION 2   /* 2: init_chosen; version 1 files are read too */
 
 int km_ckpt_check(const km_comm *c, const km_options *opt, km_error *err)
 {
@@ -86,6 +86,7 @@ static herr_t put_contents(hid_t f, const km_options *opt, const km_block *blk,
     s |= km_h5_attr_i64(f, "seed", (int64_t)opt->seed);
     s |= km_h5_attr_str(f, "algorithm", km_algorithm_name(ck->algorithm));
     s |= km_h5_attr_i64(f, "iteration", ck->iteration);
+    s |= km_h5_attr_i64(f, "init_chosen", ck->chosen);
     s |= km_h5_attr_f64(f, "tol_scale", ck->tol_scale);
     s |= km_h5_attr_i64(f, "ranks", ranks);
     const hsize_t k = (hsize_t)ck->k, d = (hsize_t)ck->d, len = (hsize_t)ck->hist.len;
@@ -273,14 +274,14 @@ static int alloc_state(km_ckpt *ck, int64_t len)
 
 /* The metadata check: this input, these options. Returns 0 or sets err. */
 static int check_match(hid_t f, const char *path, const km_options *opt, const km_block *blk,
-                       int64_t *k, int64_t *iteration, km_error *err)
+                       int64_t *k, int64_t *iteration, int64_t *chosen, km_error *err)
 {
     char fmt[64] = "", in[4096] = "", real[4096] = "", dset[1024] = "", dtype[128] = "",
          init[4096] = "", algo[64] = "", mine[PATH_MAX];
     int64_t ver = 0, n = 0, d = 0, seed = 0;
     if (km_h5_get_str(f, "format", fmt, sizeof fmt) || strcmp(fmt, KM_CKPT_FORMAT))
         return km_fail(err, KM_ERR_INPUT, "'%s' is not an hpc-kmeans checkpoint", path);
-    if (km_h5_get_i64(f, "format_version", &ver) || ver != KM_CKPT_FORMAT_VERSION)
+    if (km_h5_get_i64(f, "format_version", &ver) || ver < 1 || ver > KM_CKPT_FORMAT_VERSION)
         return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' has format version %lld; this "
                        "program reads version %d", path, (long long)ver, KM_CKPT_FORMAT_VERSION);
     if (km_h5_get_str(f, "input", in, sizeof in) ||
@@ -291,6 +292,10 @@ static int check_match(hid_t f, const char *path, const km_options *opt, const k
         km_h5_get_str(f, "algorithm", algo, sizeof algo) || km_h5_get_i64(f, "n", &n) ||
         km_h5_get_i64(f, "d", &d) || km_h5_get_i64(f, "k", k) ||
         km_h5_get_i64(f, "seed", &seed) || km_h5_get_i64(f, "iteration", iteration))
+        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged: an attribute is missing",
+                       path);
+    *chosen = *k;
+    if (ver >= 2 && km_h5_get_i64(f, "init_chosen", chosen))
         return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged: an attribute is missing",
                        path);
     if (!realpath(opt->input, mine))
@@ -322,9 +327,11 @@ static int check_match(hid_t f, const char *path, const km_options *opt, const k
     if (strcmp(algo, "lloyd") && strcmp(algo, "hamerly") && strcmp(algo, "yinyang"))
         return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' names an unknown algorithm '%s'",
                        path, algo);   /* any may continue any: their iterations are equal */
-    if (*k < 1 || *k > blk->n || *iteration < 0 || *iteration >= INT_MAX)
-        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged (k=%lld, iteration=%lld)",
-                       path, (long long)*k, (long long)*iteration);
+    if (*k < 1 || *k > blk->n || *iteration < 0 || *iteration >= INT_MAX || *chosen < 1
+        || *chosen > *k || (*chosen < *k && *iteration > 0))
+        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' is damaged (k=%lld, iteration=%lld, "
+                       "init_chosen=%lld)", path, (long long)*k, (long long)*iteration,
+                       (long long)*chosen);
     if (*iteration >= opt->max_iter)
         return km_fail(err, KM_ERR_USAGE, "checkpoint '%s' is at iteration %lld: --max-iter %d "
                        "leaves nothing to do", path, (long long)*iteration, opt->max_iter);
@@ -340,11 +347,12 @@ static int read_local(const km_options *opt, const km_block *blk, km_ckpt *ck, k
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return km_fail(err, KM_ERR_INPUT, "cannot open checkpoint '%s'", path);
-    int64_t k = 0, iteration = 0;
-    if (!check_match(f, path, opt, blk, &k, &iteration, err)) {
+    int64_t k = 0, iteration = 0, chosen = 0;
+    if (!check_match(f, path, opt, blk, &k, &iteration, &chosen, err)) {
         ck->k = (int)k;
         ck->d = blk->d;
         ck->iteration = (int)iteration;
+        ck->chosen = (int)chosen;
         const hsize_t kk = (hsize_t)k, d = (hsize_t)blk->d, len = (hsize_t)iteration;
         if (alloc_state(ck, iteration))
             km_fail(err, KM_ERR_MEMORY, "out of memory reading checkpoint '%s'", path);
@@ -366,6 +374,17 @@ static int read_local(const km_options *opt, const km_block *blk, km_ckpt *ck, k
     return err->code;
 }
 
+int km_ckpt_same_data(const km_options *opt, const km_ckpt *ck, const double *maxabs,
+                      double tol_scale, km_error *err)
+{
+    if (memcmp(ck->maxabs, maxabs, sizeof(double) * (size_t)ck->d) ||
+        memcmp(&ck->tol_scale, &tol_scale, sizeof(double)))
+        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' was made for other data: the "
+                       "contents of '%s' in '%s' changed since (its column maxima or variance "
+                       "differ)", opt->checkpoint, opt->dataset, opt->input);
+    return 0;
+}
+
 int km_ckpt_read(const km_comm *c, const km_options *opt, const km_block *blk, km_ckpt *ck,
                  km_error *err)
 {
@@ -376,12 +395,13 @@ int km_ckpt_read(const km_comm *c, const km_options *opt, const km_block *blk, k
         km_ckpt_free(ck);
         return err->code;
     }
-    int64_t head[3] = {ck->iteration, ck->k, ck->d};
+    int64_t head[4] = {ck->iteration, ck->k, ck->d, ck->chosen};
     km_comm_bcast(c, head, sizeof head, 0);
     if (c->rank != 0) {
         ck->iteration = (int)head[0];
         ck->k = (int)head[1];
         ck->d = (int)head[2];
+        ck->chosen = (int)head[3];
         if (alloc_state(ck, ck->iteration))
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the checkpoint", c->rank);
     }

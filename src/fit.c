@@ -246,7 +246,8 @@ static int checkpoint(fit_state *st, const km_options *opt, const km_model *m,
 {
     double t0 = km_now();
     st->src->sync(st->src);   /* HDF5 is ours while the checkpoint is written */
-    km_ckpt ck = {.iteration = iter, .k = m->k, .d = m->d, .centroids = m->centroids,
+    km_ckpt ck = {.iteration = iter, .k = m->k, .d = m->d, .chosen = m->k,
+                  .centroids = m->centroids,
                   .previous = st->old, .maxabs = st->kc.maxabs,
                   .tol_scale = res->mean_variance, .hist = res->hist,
                   .algorithm = res->algorithm};
@@ -268,11 +269,8 @@ static int resume_from(fit_state *st, const km_options *opt, const km_ckpt *ck, 
                        int32_t *labels, km_result *res, km_timers *tm, km_error *err)
 {
     const size_t kd = (size_t)m->k * m->d;
-    if (memcmp(ck->maxabs, st->kc.maxabs, sizeof(double) * (size_t)m->d) ||
-        memcmp(&ck->tol_scale, &res->mean_variance, sizeof(double)))
-        return km_fail(err, KM_ERR_INPUT, "checkpoint '%s' was made for other data: the "
-                       "contents of '%s' in '%s' changed since (its column maxima or variance "
-                       "differ)", opt->checkpoint, opt->dataset, opt->input);
+    if (km_ckpt_same_data(opt, ck, st->kc.maxabs, res->mean_variance, err))
+        return err->code;
     memcpy(m->centroids, ck->centroids, sizeof(double) * kd);
     for (int t = 0; t < ck->hist.len; t++)
         if (km_history_push(&res->hist, ck->hist.inertia[t], ck->hist.shift[t],

@@ -3,12 +3,14 @@
  * into exact integers, so prefix sums across ranks and candidate potentials are
  * bit-for-bit the same for any rank or thread count. */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include "h5io.h"
 #include "init.h"
 #include "kernels.h"
 #include "rng.h"
+#include "signals.h"
 
 typedef unsigned __int128 u128;
 
@@ -28,13 +30,22 @@ int km_fetch_rows(const km_comm *c, const km_block *blk, km_source *src, const i
     return 0;
 }
 
-/* D[i] = E(x_i, centroid) over the source. */
-static void dist_pass(km_source *src, const double *centroid, double *D, km_error *err)
+/* D[i] = E(x_i, centroid) over the source; with s > 1 centroids, the least and
+ * near[i] its index (k-means++ continued: km_pp_nearest). */
+static void dist_pass(km_source *src, const double *centroids, int s, double *D,
+                      int32_t *near, km_error *err)
 {
     for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
         const void *x;
-        if (!src->get(src, f, n, &x, err))
-            km_dist_rows(x, n, src->d, src->prec, centroid, D + f);
+        if (src->get(src, f, n, &x, err))
+            break;
+        if (s == 1) {
+            km_dist_rows(x, n, src->d, src->prec, centroids, D + f);
+            for (int64_t i = 0; i < n; i++)
+                near[f + i] = 0;
+        } else {
+            km_pp_nearest(x, n, src->d, src->prec, centroids, s, D + f, near + f);
+        }
     }
 }
 
@@ -215,9 +226,13 @@ static void pp_progress(FILE *progress, int chosen, int k, double t0, double eve
     *last = now;
 }
 
+/* Greedy k-means++ from centroid *chosen on (0: afresh; else centroids
+ * [0, *chosen) are the ones it chose before, and their D and near are rebuilt
+ * in one pass). With stoppable, a stop signal on any rank ends it between two
+ * steps: *chosen says how far it got (k when done). */
 static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k,
                     uint64_t seed, double *centroids, int32_t *near, FILE *progress,
-                    km_error *err)
+                    int stoppable, int *chosen, km_error *err)
 {
     const int d = blk->d, m = 2 + (int)log((double)k);
     const size_t rows = (size_t)(blk->rows ? blk->rows : 1);
@@ -239,21 +254,28 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
     if (!P.D || !P.cand || !P.thr || !P.sums || !P.red || !P.loc || !P.all || !P.cand_rows
         || !P.gather || cc_bad)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
+    const int from = *chosen > 0 ? *chosen : 1;
     if (!km_comm_agree(c, err)) {
         int64_t first = (int64_t)km_rand_below(seed, KM_STREAM_KMEANSPP, 0, (uint64_t)blk->n);
-        if (!km_fetch_rows(c, blk, src, &first, 1, centroids, err)) {
-            dist_pass(src, centroids, P.D, err);
-            for (int64_t i = 0; i < blk->rows; i++)
-                near[i] = 0;
+        if (*chosen > 0 || !km_fetch_rows(c, blk, src, &first, 1, centroids, err)) {
+            dist_pass(src, centroids, from, P.D, near, err);
             km_comm_agree(c, err);
         }
-        const char *every = getenv("KMEANS_TEST_PROGRESS_SECONDS");   /* tests */
+        /* test hooks: the progress period; a SIGUSR1 raised before step STOP_AT */
+        const char *every = getenv("KMEANS_TEST_PROGRESS_SECONDS");
+        const char *stop_at = getenv("KMEANS_TEST_INIT_STOP_AT");
         const double t0 = km_now(), period = every ? atof(every) : KM_INIT_PROGRESS_SECONDS;
         double last = t0;
-        for (int s = 1; s < k && !err->code; s++) {
+        int s = from;
+        for (; s < k && !err->code; s++) {
+            if (stop_at && c->rank == 0 && s == atoi(stop_at))
+                raise(SIGUSR1);
+            if (stoppable && km_comm_max_i64(c, km_signal_pending()))
+                break;
             pp_step(c, blk, src, seed, s, &P, centroids, err);
             pp_progress(progress, s + 1, k, t0, period, &last);
         }
+        *chosen = s;
     }
     if (!e.code)
         km_centers_free(&P.cc);
@@ -271,11 +293,13 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
 
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
                       km_source *src, double *centroids, int32_t *scratch, FILE *progress,
-                      km_error *err)
+                      int *chosen, km_error *err)
 {
     const int k = opt->k;
     if (opt->init == KM_INIT_KMEANSPP)
-        return kmeanspp(c, blk, src, k, opt->seed, centroids, scratch, progress, err);
+        return kmeanspp(c, blk, src, k, opt->seed, centroids, scratch, progress,
+                        opt->checkpoint[0] != 0, chosen, err);
+    *chosen = k;
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)k);
     if (!rows)
         km_fail(err, KM_ERR_MEMORY, "out of memory for %d initial rows", k);

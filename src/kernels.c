@@ -919,6 +919,25 @@ void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const d
         out[i] = km_dist_exact(x, i, d, prec, c);
 }
 
+void km_pp_nearest(const void *x, int64_t rows, int d, km_precision prec, const double *chosen,
+                   int s, double *D, int32_t *near)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        double best = km_dist_exact(x, i, d, prec, chosen);
+        int32_t a = 0;
+        for (int c = 1; c < s; c++) {
+            const double e = km_dist_exact(x, i, d, prec, chosen + (size_t)c * d);
+            if (e < best) {   /* strictly: the first chosen keeps a tie, as km_pp_lower */
+                best = e;
+                a = c;
+            }
+        }
+        D[i] = best;
+        near[i] = a;
+    }
+}
+
 double km_pp_max(const double *D, int64_t rows)
 {
     double mx = 0;

@@ -103,16 +103,70 @@ static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_err
     return err->code;
 }
 
-/* The first centroids chosen from the rows (--init kmeans++/first/random/rows). */
+/* The first centroids chosen from the rows (--init kmeans++/first/random/rows),
+ * or on --resume the rest of a k-means++ that a signal stopped, from the
+ * checkpoint's centroids once the data is seen to be the same. *chosen: how
+ * many there are on return (k, or fewer when a signal stopped k-means++). */
 static int init_centroids(const km_comm *c, const km_options *opt, km_run *r, FILE *progress,
-                          km_error *err)
+                          int *chosen, km_error *err)
 {
-    if (opt->resume || opt->init == KM_INIT_FILE)
+    const int k = r->model.k;
+    *chosen = k;
+    if (opt->init == KM_INIT_FILE || (opt->resume && r->ckpt.chosen == k))
         return 0;
+    *chosen = 0;
+    if (opt->resume) {
+        if (km_ckpt_same_data(opt, &r->ckpt, r->data.maxabs, r->data.mean_variance, err))
+            return err->code;
+        *chosen = r->ckpt.chosen;
+        memcpy(r->model.centroids, r->ckpt.centroids,
+               sizeof(double) * (size_t)*chosen * r->model.d);
+        if (progress)
+            fprintf(progress, "init: k-means++ continues from the %d of %d centroids in '%s'\n",
+                    *chosen, k, opt->checkpoint);
+    }
     km_options o2 = *opt;
-    o2.k = r->model.k;
+    o2.k = k;
+    /* the labels' memory is free until the fit */
     return km_init_centroids(c, &o2, &r->data.blk, &r->data.src, r->model.centroids, r->labels,
-                             progress, err);   /* the labels' memory is free until the fit */
+                             progress, chosen, err);
+}
+
+/* Rank 0: which signal stopped the run `when`, and how to continue it. */
+static void report_stopped(const km_comm *c, const km_options *opt, const char *when)
+{
+    if (c->rank != 0)
+        return;
+    int sig = km_signal_pending();
+    fprintf(stderr, "kmeans: stopped by %s%s %s; checkpoint '%s' holds the run: continue it "
+            "with the same command and --resume (exit status %d)\n",
+            sig ? "SIG" : "a signal to another rank", sig ? sigabbrev_np(sig) : "", when,
+            opt->checkpoint, KM_EXIT_CHECKPOINTED);
+}
+
+/* A signal stopped k-means++ with `chosen` of the k centroids: the checkpoint
+ * keeps them (iteration 0; the rest zero) for --resume to go on from. */
+static int init_stopped(const km_comm *c, const km_options *opt, km_run *r, int chosen,
+                        FILE *progress, km_error *err)
+{
+    const size_t d = (size_t)r->model.d;
+    memset(r->model.centroids + (size_t)chosen * d, 0,
+           sizeof(double) * (size_t)(r->model.k - chosen) * d);
+    r->data.src.sync(&r->data.src);   /* HDF5 is ours while the checkpoint is written */
+    const km_ckpt ck = {.iteration = 0, .k = r->model.k, .d = r->model.d, .chosen = chosen,
+                        .centroids = r->model.centroids, .maxabs = r->data.maxabs,
+                        .tol_scale = r->data.mean_variance, .algorithm = r->res.algorithm};
+    const double t0 = km_now();
+    if (km_ckpt_write(c, opt, &r->data.blk, &ck, err))
+        return err->code;
+    if (progress)
+        fprintf(progress, "checkpoint: k-means++'s %d of %d centroids written to %s (%.3f s)\n",
+                chosen, r->model.k, opt->checkpoint, km_now() - t0);
+    char when[96];
+    snprintf(when, sizeof when, "during k-means++ with %d of %d centroids chosen", chosen,
+             r->model.k);
+    report_stopped(c, opt, when);
+    return KM_EXIT_CHECKPOINTED;
 }
 
 /* Collective: peak resident memory of each rank, min / mean / max in MB. */
@@ -143,17 +197,6 @@ static void finish_report(const km_comm *c, const km_options *opt, km_run *r)
     fflush(stdout);
 }
 
-/* Stopped by a signal with the checkpoint written: tell the user what to do. */
-static void report_interrupted(const km_comm *c, const km_options *opt, const km_run *r)
-{
-    if (c->rank != 0)
-        return;
-    int sig = km_signal_pending();
-    fprintf(stderr, "kmeans: stopped by %s%s after iteration %d; checkpoint '%s' holds the "
-            "run: continue it with the same command and --resume (exit status %d)\n",
-            sig ? "SIG" : "a signal to another rank", sig ? sigabbrev_np(sig) : "",
-            r->res.iterations, opt->checkpoint, KM_EXIT_CHECKPOINTED);
-}
 
 static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err)
 {
@@ -174,16 +217,22 @@ static int run(const km_comm *c, const km_options *opt, km_run *r, km_error *err
         return err->code;
     r->tm.t[KM_T_READ] = km_now() - t;
     t = km_now();
-    if (init_centroids(c, opt, r, progress, err))
+    int chosen = 0;
+    if (init_centroids(c, opt, r, progress, &chosen, err))
         return err->code;
     r->tm.t[KM_T_INIT] = km_now() - t;
+    if (chosen < r->model.k)
+        return init_stopped(c, opt, r, chosen, progress, err);
     if (progress)
         km_report_columns(progress);
-    if (km_fit(c, opt, &r->data, &r->model, r->labels, opt->resume ? &r->ckpt : NULL, &r->res,
+    const int resume = opt->resume && r->ckpt.chosen == r->model.k;   /* else a fresh fit */
+    if (km_fit(c, opt, &r->data, &r->model, r->labels, resume ? &r->ckpt : NULL, &r->res,
                &r->tm, progress, err))
         return err->code;
     if (r->res.stop == KM_STOP_SIGNAL) {
-        report_interrupted(c, opt, r);
+        char when[64];
+        snprintf(when, sizeof when, "after iteration %d", r->res.iterations);
+        report_stopped(c, opt, when);
         return KM_EXIT_CHECKPOINTED;
     }
     km_output o = {.opt = opt, .data = &r->data, .blk = &r->data.blk, .model = &r->model,

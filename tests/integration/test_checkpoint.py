@@ -116,8 +116,9 @@ class CheckpointResume(unittest.TestCase):
         p = start(2, 2, self.args + ["-o", out, "--checkpoint", ckpt])
         if at_iteration:
             wait_for_iteration(p, at_iteration)
-        else:
-            p.stdout.readline()              # the header: init is done, iteration 1 runs
+        else:                                # the column titles: init is done, iteration 1 runs
+            while not p.stdout.readline().lstrip().startswith("iter"):
+                pass
         if how == "mpirun":
             p.send_signal(signal.SIGUSR1)    # mpirun forwards it to every rank
         else:
@@ -163,6 +164,43 @@ class CheckpointResume(unittest.TestCase):
         self.assertEqual(rc, CHECKPOINTED, se)
         self.assertGreater(ckpt_iteration(ckpt), first)
         self.resume_to_end(ckpt, out, ranks=2, threads=2)
+
+    def test_sigusr1_during_kmeanspp(self):
+        # a signal between two k-means++ steps keeps the centroids chosen so far; --resume
+        # chooses the rest (the hook raises SIGUSR1 on rank 0 before the step it names)
+        ckpt, out = TMP("pp-ck.h5"), TMP("pp.h5")
+        for stop_at, ranks, said in ((10, 2, None), (20, 3, "continues from the 10 of 32")):
+            p = start(ranks, 1, self.args + ["-o", out, "--checkpoint", ckpt]
+                      + (["--resume"] if said else []), env={"KMEANS_TEST_INIT_STOP_AT":
+                                                             str(stop_at)})
+            rc, so, se = finish(p)
+            self.assertEqual(rc, CHECKPOINTED, se)
+            self.assertIn("during k-means++ with %d of 32 centroids chosen" % stop_at, se)
+            self.assertIn("--resume", se)
+            if said:
+                self.assertIn(said, so)
+            self.assertNotIn("iter ", so)          # no iteration began
+            self.assertFalse(os.path.exists(out))
+            with h5py.File(ckpt, "r") as f:
+                self.assertEqual(int(f.attrs["iteration"]), 0)
+                self.assertEqual(int(f.attrs["init_chosen"]), stop_at)
+                c = f["centroids"][()]
+            self.assertTrue(np.all(c[stop_at:] == 0) and np.all(np.any(c[:stop_at], axis=1)))
+        self.resume_to_end(ckpt, out, ranks=1, threads=2)
+
+    def test_version_1_checkpoint(self):
+        # written before init_chosen existed: a whole init
+        ckpt, out = self.interrupt("v1", 5, "mpirun")
+        with h5py.File(ckpt, "r+") as f:
+            f.attrs["format_version"] = 1
+            del f.attrs["init_chosen"]
+        self.resume_to_end(ckpt, out)
+        ckpt, out = self.interrupt("v3", 5, "mpirun")
+        with h5py.File(ckpt, "r+") as f:
+            f.attrs["init_chosen"] = 0
+        rc, so, se = mpirun(2, 1, self.args + ["-o", out, "--checkpoint", ckpt, "--resume"])
+        self.assertEqual(rc, 3, se)
+        self.assertIn("init_chosen=0", se)
 
     def test_sigkill_during_checkpoint_write(self):
         ckpt, out = self.interrupt("kill", 10, "mpirun")
