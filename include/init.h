@@ -6,17 +6,26 @@
 #include "kmeans.h"
 #include "source.h"
 
+/* What k-means++ calls between two steps when its centroids are due to be
+ * saved (--checkpoint-seconds passed on some rank): save(ctx, chosen, err) with
+ * centroids [0, chosen) final; a failure it returns stops the init. */
+typedef struct {
+    int (*save)(void *ctx, int chosen, km_error *err);
+    void *ctx;
+} km_init_saver;
+
 /* Collective: fill centroids (k x d) from opt->init, reading blk's rows from src;
  * scratch: blk->rows values k-means++ may use (each row's nearest centroid).
  * progress (or NULL): where k-means++ says how far it got, every
  * KM_INIT_PROGRESS_SECONDS. *chosen: 0, or for k-means++ continued from a
  * checkpoint the centroids it had chosen (their rows filled); on return k, or,
- * when a stop signal came during k-means++ with --checkpoint, how many it has. */
+ * when a stop signal came during k-means++ with --checkpoint, how many it has.
+ * saver (or NULL): with --checkpoint, k-means++'s periodic saves. */
 #include <stdio.h>
 #define KM_INIT_PROGRESS_SECONDS 10.0
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
                       km_source *src, double *centroids, int32_t *scratch, FILE *progress,
-                      int *chosen, km_error *err);
+                      const km_init_saver *saver, int *chosen, km_error *err);
 /* Collective: out (m x d) = the global rows rows[0..m) (every rank gets them;
  * rows[t] = -1 gives zeros). Returns the agreed error of a failed read. */
 int km_fetch_rows(const km_comm *c, const km_block *blk, km_source *src, const int64_t *rows,

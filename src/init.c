@@ -226,14 +226,26 @@ static void pp_progress(FILE *progress, int chosen, int k, double t0, double eve
     *last = now;
 }
 
+/* Between two k-means++ steps, agreed by every rank: 2 when a stop signal came
+ * to one, 1 when the centroids are due to be saved, else 0. */
+static int64_t pp_due(const km_comm *c, const km_options *opt, const km_init_saver *saver,
+                      double last_save)
+{
+    const int save = saver && opt->checkpoint_seconds > 0
+                     && km_now() - last_save >= opt->checkpoint_seconds;
+    return km_comm_max_i64(c, km_signal_pending() ? 2 : save);
+}
+
 /* Greedy k-means++ from centroid *chosen on (0: afresh; else centroids
  * [0, *chosen) are the ones it chose before, and their D and near are rebuilt
- * in one pass). With stoppable, a stop signal on any rank ends it between two
- * steps: *chosen says how far it got (k when done). */
-static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k,
-                    uint64_t seed, double *centroids, int32_t *near, FILE *progress,
-                    int stoppable, int *chosen, km_error *err)
+ * in one pass). With --checkpoint, a stop signal on any rank ends it between
+ * two steps (*chosen says how far it got; k when done), and saver saves the
+ * centroids chosen every --checkpoint-seconds. */
+static int kmeanspp(const km_comm *c, const km_options *opt, const km_block *blk,
+                    km_source *src, int k, double *centroids, int32_t *near, FILE *progress,
+                    const km_init_saver *saver, int *chosen, km_error *err)
 {
+    const uint64_t seed = opt->seed;
     const int d = blk->d, m = 2 + (int)log((double)k);
     const size_t rows = (size_t)(blk->rows ? blk->rows : 1);
     int bits = 1;   /* for the indices 0 .. k - 1 */
@@ -265,13 +277,16 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
         const char *every = getenv("KMEANS_TEST_PROGRESS_SECONDS");
         const char *stop_at = getenv("KMEANS_TEST_INIT_STOP_AT");
         const double t0 = km_now(), period = every ? atof(every) : KM_INIT_PROGRESS_SECONDS;
-        double last = t0;
+        double last = t0, last_save = t0;
         int s = from;
         for (; s < k && !err->code; s++) {
             if (stop_at && c->rank == 0 && s == atoi(stop_at))
                 raise(SIGUSR1);
-            if (stoppable && km_comm_max_i64(c, km_signal_pending()))
+            const int64_t due = opt->checkpoint[0] ? pp_due(c, opt, saver, last_save) : 0;
+            if (due == 2 || (due == 1 && saver->save(saver->ctx, s, err)))
                 break;
+            if (due == 1)
+                last_save = km_now();
             pp_step(c, blk, src, seed, s, &P, centroids, err);
             pp_progress(progress, s + 1, k, t0, period, &last);
         }
@@ -293,12 +308,11 @@ static int kmeanspp(const km_comm *c, const km_block *blk, km_source *src, int k
 
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
                       km_source *src, double *centroids, int32_t *scratch, FILE *progress,
-                      int *chosen, km_error *err)
+                      const km_init_saver *saver, int *chosen, km_error *err)
 {
     const int k = opt->k;
     if (opt->init == KM_INIT_KMEANSPP)
-        return kmeanspp(c, blk, src, k, opt->seed, centroids, scratch, progress,
-                        opt->checkpoint[0] != 0, chosen, err);
+        return kmeanspp(c, opt, blk, src, k, centroids, scratch, progress, saver, chosen, err);
     *chosen = k;
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)k);
     if (!rows)

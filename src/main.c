@@ -103,6 +103,61 @@ static int init_model(const km_comm *c, const km_options *opt, km_run *r, km_err
     return err->code;
 }
 
+/* Rank 0: which signal stopped the run `when`, and how to continue it. */
+static void report_stopped(const km_comm *c, const km_options *opt, const char *when)
+{
+    if (c->rank != 0)
+        return;
+    int sig = km_signal_pending();
+    fprintf(stderr, "kmeans: stopped by %s%s %s; checkpoint '%s' holds the run: continue it "
+            "with the same command and --resume (exit status %d)\n",
+            sig ? "SIG" : "a signal to another rank", sig ? sigabbrev_np(sig) : "", when,
+            opt->checkpoint, KM_EXIT_CHECKPOINTED);
+}
+
+/* Collective: k-means++'s centroids [0, chosen) into the checkpoint (iteration
+ * 0, the other rows zero) for --resume to go on from. */
+static int write_init(const km_comm *c, const km_options *opt, km_run *r, int chosen,
+                      FILE *progress, km_error *err)
+{
+    const size_t d = (size_t)r->model.d;
+    memset(r->model.centroids + (size_t)chosen * d, 0,
+           sizeof(double) * (size_t)(r->model.k - chosen) * d);   /* not chosen yet */
+    r->data.src.sync(&r->data.src);   /* HDF5 is ours while the checkpoint is written */
+    const km_ckpt ck = {.iteration = 0, .k = r->model.k, .d = r->model.d, .chosen = chosen,
+                        .centroids = r->model.centroids, .maxabs = r->data.maxabs,
+                        .tol_scale = r->data.mean_variance, .algorithm = r->res.algorithm};
+    const double t0 = km_now();
+    if (km_ckpt_write(c, opt, &r->data.blk, &ck, err))
+        return err->code;
+    if (progress) {
+        fprintf(progress, "checkpoint: k-means++'s %d of %d centroids written to %s (%.3f s)\n",
+                chosen, r->model.k, opt->checkpoint, km_now() - t0);
+        fflush(progress);
+    }
+    return 0;
+}
+
+typedef struct {
+    const km_comm *c;
+    const km_options *opt;
+    km_run *r;
+    FILE *progress;
+} init_save_ctx;
+
+/* k-means++'s periodic save (km_init_saver): a failure is a warning, as in the
+ * fit, and the previous checkpoint stays. */
+static int save_init(void *ctx, int chosen, km_error *err)
+{
+    const init_save_ctx *x = ctx;
+    if (write_init(x->c, x->opt, x->r, chosen, x->progress, err)) {
+        if (x->c->rank == 0)
+            fprintf(stderr, "kmeans: warning: %s; continuing\n", err->msg);
+        *err = (km_error){0};
+    }
+    return 0;
+}
+
 /* The first centroids chosen from the rows (--init kmeans++/first/random/rows),
  * or on --resume the rest of a k-means++ that a signal stopped, from the
  * checkpoint's centroids once the data is seen to be the same. *chosen: how
@@ -127,41 +182,19 @@ static int init_centroids(const km_comm *c, const km_options *opt, km_run *r, FI
     }
     km_options o2 = *opt;
     o2.k = k;
+    init_save_ctx x = {c, opt, r, progress};
+    const km_init_saver saver = {save_init, &x};
     /* the labels' memory is free until the fit */
     return km_init_centroids(c, &o2, &r->data.blk, &r->data.src, r->model.centroids, r->labels,
-                             progress, chosen, err);
+                             progress, opt->checkpoint[0] ? &saver : NULL, chosen, err);
 }
 
-/* Rank 0: which signal stopped the run `when`, and how to continue it. */
-static void report_stopped(const km_comm *c, const km_options *opt, const char *when)
-{
-    if (c->rank != 0)
-        return;
-    int sig = km_signal_pending();
-    fprintf(stderr, "kmeans: stopped by %s%s %s; checkpoint '%s' holds the run: continue it "
-            "with the same command and --resume (exit status %d)\n",
-            sig ? "SIG" : "a signal to another rank", sig ? sigabbrev_np(sig) : "", when,
-            opt->checkpoint, KM_EXIT_CHECKPOINTED);
-}
-
-/* A signal stopped k-means++ with `chosen` of the k centroids: the checkpoint
- * keeps them (iteration 0; the rest zero) for --resume to go on from. */
+/* A signal stopped k-means++ with `chosen` of the k centroids: keep them. */
 static int init_stopped(const km_comm *c, const km_options *opt, km_run *r, int chosen,
                         FILE *progress, km_error *err)
 {
-    const size_t d = (size_t)r->model.d;
-    memset(r->model.centroids + (size_t)chosen * d, 0,
-           sizeof(double) * (size_t)(r->model.k - chosen) * d);
-    r->data.src.sync(&r->data.src);   /* HDF5 is ours while the checkpoint is written */
-    const km_ckpt ck = {.iteration = 0, .k = r->model.k, .d = r->model.d, .chosen = chosen,
-                        .centroids = r->model.centroids, .maxabs = r->data.maxabs,
-                        .tol_scale = r->data.mean_variance, .algorithm = r->res.algorithm};
-    const double t0 = km_now();
-    if (km_ckpt_write(c, opt, &r->data.blk, &ck, err))
+    if (write_init(c, opt, r, chosen, progress, err))
         return err->code;
-    if (progress)
-        fprintf(progress, "checkpoint: k-means++'s %d of %d centroids written to %s (%.3f s)\n",
-                chosen, r->model.k, opt->checkpoint, km_now() - t0);
     char when[96];
     snprintf(when, sizeof when, "during k-means++ with %d of %d centroids chosen", chosen,
              r->model.k);

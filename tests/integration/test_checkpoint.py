@@ -188,6 +188,28 @@ class CheckpointResume(unittest.TestCase):
             self.assertTrue(np.all(c[stop_at:] == 0) and np.all(np.any(c[:stop_at], axis=1)))
         self.resume_to_end(ckpt, out, ranks=1, threads=2)
 
+    def test_kmeanspp_saved_every_seconds(self):
+        # a node failure (SIGKILL to all) during k-means++ loses at most
+        # --checkpoint-seconds of it: the saved centroids are continued on --resume
+        ckpt, out = TMP("pps-ck.h5"), TMP("pps.h5")
+        p = start(2, 1, self.args + ["-o", out, "--checkpoint", ckpt, "--checkpoint-seconds",
+                                     "0.001"])
+        saves = []
+        for line in p.stdout:
+            if line.startswith("checkpoint: k-means++'s "):
+                saves.append(int(line.split()[2]))
+                if len(saves) == 8:
+                    break
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        self.assertEqual(len(saves), 8, "k-means++ saved too few times")
+        self.assertEqual(saves, sorted(set(saves)))
+        with h5py.File(ckpt, "r") as f:
+            self.assertEqual(int(f.attrs["iteration"]), 0)
+            self.assertGreaterEqual(int(f.attrs["init_chosen"]), saves[-1])
+            self.assertLess(int(f.attrs["init_chosen"]), 32)
+        self.resume_to_end(ckpt, out, ranks=2, threads=2)
+
     def test_version_1_checkpoint(self):
         # written before init_chosen existed: a whole init
         ckpt, out = self.interrupt("v1", 5, "mpirun")
