@@ -67,11 +67,25 @@ def ranks_of(proc):
     return [int(p) for p in out.split()]
 
 
+def kill_all(proc):
+    """SIGKILL to the ranks and to mpirun, as a node failure: Open MPI puts each rank
+    in a process group of its own, so killing mpirun's group alone leaves them running
+    (and writing checkpoints). Returns once they are gone."""
+    pids = ranks_of(proc)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    t0 = time.time()
+    while any(os.path.exists("/proc/%d" % pid) for pid in pids) and time.time() - t0 < 30:
+        time.sleep(0.05)
+
+
 def finish(proc, timeout=120):
     try:
         so, se = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_all(proc)
         raise
     return proc.returncode, so, se
 
@@ -200,8 +214,7 @@ class CheckpointResume(unittest.TestCase):
                 saves.append(int(line.split()[2]))
                 if len(saves) == 8:
                     break
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
+        kill_all(p)
         self.assertEqual(len(saves), 8, "k-means++ saved too few times")
         self.assertEqual(saves, sorted(set(saves)))
         with h5py.File(ckpt, "r") as f:
@@ -237,8 +250,7 @@ class CheckpointResume(unittest.TestCase):
             time.sleep(0.05)
         self.assertTrue(os.path.exists(ckpt + ".tmp"), "the write never started")
         time.sleep(0.3)                              # inside the stalled write
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
+        kill_all(p)
         with open(ckpt, "rb") as f:
             self.assertEqual(f.read(), saved, "the previous checkpoint changed")
         self.assertEqual(ckpt_iteration(ckpt), before)
