@@ -5,9 +5,9 @@
  *
  * Layout (h5dump-readable): attributes format, format_version, version, input,
  * input_realpath, dataset, n, d, input_dtype, k, init, seed, algorithm,
- * iteration, init_chosen (version 2; version 1: k), tol_scale, ranks; datasets /centroids (k x d), /previous_centroids
- * (k x d, iteration > 0), /column_maxabs (d), /history/{inertia,shift,changed,
- * empty,seconds}.
+ * iteration, init_chosen (version 2; version 1: k), tol_scale, ranks; datasets
+ * /centroids (k x d), /previous_centroids (k x d, iteration > 0), /column_maxabs
+ * (d), /history/{inertia,shift,changed,empty,seconds}.
  *
  * Test hook: KMEANS_TEST_CHECKPOINT_STALL=S makes rank 0 sleep S seconds when
  * half of FILE.tmp is written, so a test can kill the run in the middle of a

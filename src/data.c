@@ -21,9 +21,9 @@
 #include "kernels.h"
 #include "yinyang.h"
 
-#define KM_MEM_CHUNK_BYTES (8u << 20)
-#define KM_SHARED_FRACTION 0.15      /* the threads' own totals, of the rank's rows */
-#define KM_SHARED_MIN (64.0 * 1048576) /* ... or up to this */   /* in-core chunks: views, size barely matters */
+#define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks: views, size barely matters */
+#define KM_SHARED_FRACTION 0.15          /* the threads' own totals, of the rank's rows */
+#define KM_SHARED_MIN (64.0 * 1048576)   /* ... or up to this */
 /* A stream's HDF5 chunk cache: one chunk. Streamed chunks end on the file's
  * chunk boundaries, so every HDF5 chunk is read whole, once a pass; only the two
  * a rank shares with its neighbours are read in part. */
