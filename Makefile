@@ -44,7 +44,8 @@ build/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-unit: $(UNIT)
+# build/kbench is built (not run) so that a change of the kernels' API cannot leave it broken
+unit: $(UNIT) build/kbench
 	@for t in $(UNIT); do OMP_NUM_THREADS=2 ./$$t || exit 1; done
 
 integration: bin/kmeans
