@@ -176,13 +176,10 @@ void km_assign_naive(const km_centers *kc, const void *x, int64_t rows, int32_t 
  * whoever calls it, so it never depends on threads or ranks. */
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c);
 
-/* out[i] = km_dist_exact of row i and c, for all rows (k-means++'s first D). */
-void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const double *c,
-                  double *out);
-
-/* k-means++ continued from a checkpoint after s >= 1 chosen centroids (s x d):
- * D_i = min over them of E(x_i, c) and near[i] its first argmin, the state the
- * steps left (each lowers D_i only where E < D_i). O(rows s d), once. */
+/* k-means++'s D_i = min over the first s >= 1 chosen centroids (s x d) of E(x_i, c)
+ * and near[i] its first argmin, the state its steps leave (each lowers D_i only
+ * where E < D_i): s = 1 at its start, more when continued from a checkpoint
+ * (O(rows s d), once). */
 void km_pp_nearest(const void *x, int64_t rows, int d, km_precision prec, const double *chosen,
                    int s, double *D, int32_t *near);
 

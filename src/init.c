@@ -30,22 +30,15 @@ int km_fetch_rows(const km_comm *c, const km_block *blk, km_source *src, const i
     return 0;
 }
 
-/* D[i] = E(x_i, centroid) over the source; with s > 1 centroids, the least and
- * near[i] its index (k-means++ continued: km_pp_nearest). */
+/* D[i] = the least E(x_i, c) over the first s centroids and near[i] its index,
+ * over the source (km_pp_nearest; s = 1 at the start of k-means++). */
 static void dist_pass(km_source *src, const double *centroids, int s, double *D,
                       int32_t *near, km_error *err)
 {
     for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
         const void *x;
-        if (src->get(src, f, n, &x, err))
-            break;
-        if (s == 1) {
-            km_dist_rows(x, n, src->d, src->prec, centroids, D + f);
-            for (int64_t i = 0; i < n; i++)
-                near[f + i] = 0;
-        } else {
+        if (!src->get(src, f, n, &x, err))
             km_pp_nearest(x, n, src->d, src->prec, centroids, s, D + f, near + f);
-        }
     }
 }
 

@@ -911,14 +911,6 @@ void km_assign_naive(const km_centers *kc, const void *x, int64_t rows, int32_t 
     km_workspace_free(ws);
 }
 
-void km_dist_rows(const void *x, int64_t rows, int d, km_precision prec, const double *c,
-                  double *out)
-{
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < rows; i++)
-        out[i] = km_dist_exact(x, i, d, prec, c);
-}
-
 void km_pp_nearest(const void *x, int64_t rows, int d, km_precision prec, const double *chosen,
                    int s, double *D, int32_t *near)
 {

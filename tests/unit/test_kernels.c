@@ -804,15 +804,32 @@ static void test_helpers(void **state)
     for (int i = 0; i < k * d; i++)
         c[i] = unif();
 
-    /* every row's distance to one centre against brute force */
+    /* every row's nearest of the first s centres (k-means++'s D and near) against
+       brute force; centre 3 is centre 1 again: the tie goes to 1 */
+    memcpy(c + 3 * d, c + 1 * d, sizeof(double) * d);
     double *D = malloc(sizeof(double) * n);
-    for (int t = 0; t < k; t++) {
-        km_dist_rows(x, n, d, KM_F64, c + t * d, D);
+    int32_t *near = malloc(sizeof(int32_t) * n);
+    int ties = 0;
+    for (int s = 1; s <= k; s++) {
+        km_pp_nearest(x, n, d, KM_F64, c, s, D, near);
         for (int64_t i = 0; i < n; i++) {
-            long double e = ref_dist(x, KM_F64, i, d, c + t * d);
-            assert_true(fabsl(D[i] - e) <= 1e-14L * e);
+            long double best = INFINITY;
+            int a = 0;
+            for (int t = 0; t < s; t++) {
+                long double e = ref_dist(x, KM_F64, i, d, c + t * d);
+                if (e < best * (1 - 1e-13L)) {
+                    best = e;
+                    a = t;
+                }
+            }
+            assert_true(fabsl(D[i] - best) <= 1e-14L * best);
+            assert_int_equal(near[i], a);
+            assert_true(D[i] == km_dist_exact(x, i, d, KM_F64, c + (size_t)near[i] * d));
+            ties += s > 3 && a == 1;
         }
     }
+    assert_true(ties > 0);   /* the tie was met */
+    free(near);
 
     /* farthest rows from their centroid: distance descending, row ascending */
     int32_t *lab = malloc(sizeof(int32_t) * n);
