@@ -6,11 +6,12 @@
 #include "kmeans.h"
 #include "source.h"
 
-/* What k-means++ calls between two steps when its centroids are due to be
- * saved (--checkpoint-seconds passed on some rank): save(ctx, chosen, err) with
- * centroids [0, chosen) final; a failure it returns stops the init. */
+/* What k-means++ calls on every rank between two steps when its centroids are
+ * due to be saved (--checkpoint-seconds passed on some rank): save(ctx, chosen),
+ * centroids [0, chosen) final. A failed save is the saver's to report; the init
+ * goes on. */
 typedef struct {
-    int (*save)(void *ctx, int chosen, km_error *err);
+    void (*save)(void *ctx, int chosen);
     void *ctx;
 } km_init_saver;
 

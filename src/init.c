@@ -276,10 +276,12 @@ static int kmeanspp(const km_comm *c, const km_options *opt, const km_block *blk
             if (stop_at && c->rank == 0 && s == atoi(stop_at))
                 raise(SIGUSR1);
             const int64_t due = opt->checkpoint[0] ? pp_due(c, opt, saver, last_save) : 0;
-            if (due == 2 || (due == 1 && saver->save(saver->ctx, s, err)))
+            if (due == 2)
                 break;
-            if (due == 1)
+            if (due == 1) {
+                saver->save(saver->ctx, s);
                 last_save = km_now();
+            }
             pp_step(c, blk, src, seed, s, &P, centroids, err);
             pp_progress(progress, s + 1, k, t0, period, &last);
         }

@@ -147,15 +147,12 @@ typedef struct {
 
 /* k-means++'s periodic save (km_init_saver): a failure is a warning, as in the
  * fit, and the previous checkpoint stays. */
-static int save_init(void *ctx, int chosen, km_error *err)
+static void save_init(void *ctx, int chosen)
 {
     const init_save_ctx *x = ctx;
-    if (write_init(x->c, x->opt, x->r, chosen, x->progress, err)) {
-        if (x->c->rank == 0)
-            fprintf(stderr, "kmeans: warning: %s; continuing\n", err->msg);
-        *err = (km_error){0};
-    }
-    return 0;
+    km_error e = {0};
+    if (write_init(x->c, x->opt, x->r, chosen, x->progress, &e) && x->c->rank == 0)
+        fprintf(stderr, "kmeans: warning: %s; continuing\n", e.msg);
 }
 
 /* The first centroids chosen from the rows (--init kmeans++/first/random/rows),

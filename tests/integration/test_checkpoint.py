@@ -273,14 +273,16 @@ class CheckpointResume(unittest.TestCase):
             before = ckpt_iteration(ckpt)
             with open(ckpt, "rb") as f:
                 saved = f.read()
-            fd = os.open(os.path.join(mnt, "filler"), os.O_WRONLY | os.O_CREAT)
-            for size in (65536, 4096, 512, 1):        # fill the disk to the last byte
-                try:
-                    while True:
-                        os.write(fd, b"\0" * size)
-                except OSError:
-                    pass
-            os.close(fd)
+            def fill():                               # the disk to the last byte
+                fd = os.open(os.path.join(mnt, "filler"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+                for size in (65536, 4096, 512, 1):
+                    try:
+                        while True:
+                            os.write(fd, b"\0" * size)
+                    except OSError:
+                        pass
+                os.close(fd)
+            fill()
             # periodic checkpoints fail: warned, the run goes on; the one on a signal
             # fails: exit 4; the old checkpoint survives, no FILE.tmp is left
             p = start(2, 1, self.args + ["-o", out, "--checkpoint", ckpt, "--resume",
@@ -301,6 +303,19 @@ class CheckpointResume(unittest.TestCase):
             self.assertIn("No space left on device", se)
             self.assertFalse(os.path.exists(ckpt))
             self.assertSameAsReference(out)
+            # k-means++'s saves too: each fails with a warning and the init goes on;
+            # the one on the signal before step 20 fails: exit 4, nothing left behind
+            os.remove(out)
+            fill()                                    # the removed checkpoint's room too
+            ck2 = os.path.join(mnt, "ck2.h5")
+            p = start(2, 1, self.args + ["-o", out, "--checkpoint", ck2, "--checkpoint-seconds",
+                                         "0.001"], env={"KMEANS_TEST_INIT_STOP_AT": "20"})
+            rc, so, se = finish(p)
+            self.assertEqual(rc, 4, se)
+            self.assertGreater(se.count("warning: cannot write checkpoint"), 5, se)
+            self.assertIn("No space left on device", se)
+            self.assertEqual(os.listdir(mnt), ["filler"])
+            self.assertFalse(os.path.exists(out))
         finally:
             subprocess.run(["umount", "-l", mnt])
 
