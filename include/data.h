@@ -28,7 +28,6 @@ typedef struct {
     int yinyang_groups;     /* groups of centroids Yinyang uses (fewer under a tight limit) */
     int shared_totals;      /* the threads add into one copy of the k x d totals
                                (km_threads_new) instead of each into its own */
-    double own_totals_bytes; /* what their own copies would have taken */
     char note[256];         /* a memory-driven algorithm change to report, or "" */
 } km_data;
 

@@ -175,7 +175,6 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     if (threads > 1 && force && *force)
         shared = atoi(force) != 0;
     D->shared_totals = km_comm_max_i64(c, shared) > 0;
-    D->own_totals_bytes = own;
     /* the strategy: the first of yinyang, hamerly, lloyd (from the one asked
      * for) whose bounds leave room for at least the smallest stream on every rank */
     const km_algorithm order[3] = {KM_ALG_YINYANG, KM_ALG_HAMERLY, KM_ALG_LLOYD};

@@ -1,6 +1,7 @@
 /* report.c — rank 0's human output (progress, timing table, summary) and the
  * machine-readable JSON line that scaling scripts read instead of scraping. */
 #include <stdio.h>
+#include "kernels.h"
 #include "options.h"
 #include "report.h"
 
@@ -26,7 +27,7 @@ void km_report_header(FILE *out, const km_options *opt, const km_data *D, int k,
     else
         fprintf(out, "memory: in core; %s of the %s --memory-limit per rank planned\n", a, b);
     if (D->shared_totals) {
-        km_bytes_str(D->own_totals_bytes, a, sizeof a);
+        km_bytes_str(km_threads_bytes(threads, k, blk->d, 0), a, sizeof a);
         fprintf(out, "memory: the %d threads add into one copy of the k x d cluster totals "
                 "(their own copies would take %s)\n", threads, a);
     }

@@ -11,15 +11,21 @@ KMEANS = os.path.join(ROOT, "bin", "kmeans")
 CONFIGS = [(r, t) for r in (1, 2, 3) for t in (1, 2)]     # ranks x OMP threads
 
 
-def mpirun(ranks, threads, args, timeout=120, cwd=None, env=None):
-    """Run kmeans (env: more environment for the ranks); return (exit code, stdout,
-    stderr). A hang fails the test."""
+def mpirun_cmd(ranks, threads, args, env=None):
+    """The mpirun command line for kmeans args, forwarding env's names to the ranks
+    (run it with env added to the environment)."""
     cmd = ["mpirun", "-q", "-np", str(ranks), "--oversubscribe", "--bind-to", "none",
            "-x", "OMP_NUM_THREADS=%d" % threads, "-x", "OMP_WAIT_POLICY"]
     for key in env or {}:
         cmd += ["-x", key]
-    p = subprocess.run(cmd + [KMEANS] + args, capture_output=True, text=True, timeout=timeout,
-                       cwd=cwd, env=dict(os.environ, **(env or {})))
+    return cmd + [KMEANS] + args
+
+
+def mpirun(ranks, threads, args, timeout=120, cwd=None, env=None):
+    """Run kmeans (env: more environment for the ranks); return (exit code, stdout,
+    stderr). A hang fails the test."""
+    p = subprocess.run(mpirun_cmd(ranks, threads, args, env), capture_output=True, text=True,
+                       timeout=timeout, cwd=cwd, env=dict(os.environ, **(env or {})))
     return p.returncode, p.stdout, p.stderr
 
 

@@ -11,7 +11,7 @@ import unittest
 import h5py
 import numpy as np
 
-from common import KMEANS, TempDir, mpirun, read_result, write_h5
+from common import TempDir, mpirun, mpirun_cmd, read_result, write_h5
 
 TMP = None
 EXACT = ["/centroids", "/labels", "/cluster_sizes", "/history/inertia", "/history/shift",
@@ -39,11 +39,7 @@ def manifold(n, d, seed):
 
 def start(ranks, threads, args, env=None):
     """Start kmeans under mpirun in its own process group; stdout is a pipe."""
-    cmd = ["mpirun", "-q", "-np", str(ranks), "--oversubscribe", "--bind-to", "none",
-           "-x", "OMP_NUM_THREADS=%d" % threads, "-x", "OMP_WAIT_POLICY"]
-    for key in (env or {}):
-        cmd += ["-x", key]
-    return subprocess.Popen(cmd + [KMEANS] + args, stdout=subprocess.PIPE,
+    return subprocess.Popen(mpirun_cmd(ranks, threads, args, env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             env=dict(os.environ, **(env or {})))
 
