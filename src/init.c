@@ -206,17 +206,20 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
 }
 
 /* Every `every` seconds on rank 0 (progress != NULL): how many centroids are chosen
- * and, from the time a step took so far, how long the rest may take. */
+ * and how long the rest may take at the pace of the steps since the last line
+ * (*last, *last_chosen): later steps prune more, so the pace of all the steps so
+ * far, or of those before a resume, would overstate it more. */
 static void pp_progress(FILE *progress, int chosen, int k, double t0, double every,
-                        double *last)
+                        double *last, int *last_chosen)
 {
     const double now = km_now();
-    if (!progress || now - *last < every || chosen >= k)
+    if (!progress || now - *last < every || chosen >= k || chosen <= *last_chosen)
         return;
     fprintf(progress, "init: k-means++ chose %d of %d centroids in %.1f s; about %.0f s to go\n",
-            chosen, k, now - t0, (now - t0) / chosen * (k - chosen));
+            chosen, k, now - t0, (now - *last) / (chosen - *last_chosen) * (k - chosen));
     fflush(progress);
     *last = now;
+    *last_chosen = chosen;
 }
 
 /* Between two k-means++ steps, agreed by every rank: 2 when a stop signal came
@@ -271,7 +274,7 @@ static int kmeanspp(const km_comm *c, const km_options *opt, const km_block *blk
         const char *stop_at = getenv("KMEANS_TEST_INIT_STOP_AT");
         const double t0 = km_now(), period = every ? atof(every) : KM_INIT_PROGRESS_SECONDS;
         double last = t0, last_save = t0;
-        int s = from;
+        int s = from, last_chosen = from;
         for (; s < k && !err->code; s++) {
             if (stop_at && c->rank == 0 && s == atoi(stop_at))
                 raise(SIGUSR1);
@@ -283,7 +286,7 @@ static int kmeanspp(const km_comm *c, const km_options *opt, const km_block *blk
                 last_save = km_now();
             }
             pp_step(c, blk, src, seed, s, &P, centroids, err);
-            pp_progress(progress, s + 1, k, t0, period, &last);
+            pp_progress(progress, s + 1, k, t0, period, &last, &last_chosen);
         }
         *chosen = s;
     }
