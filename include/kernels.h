@@ -97,6 +97,12 @@ int km_centers_keep_rows(km_centers *kc);
  * pruned strategy's row in doubt: an exact distance is then needed only where
  * base + out[j] cannot rule c out. */
 double km_row_scores(const km_centers *kc, const void *xr, const int *cand, int n, double *out);
+/* The same, and *top (when top != NULL) with ||x - c||^2 <= *top + out[j] for every
+ * j: both sides of the truth from the fast scores (a NaN bounds nothing). Where
+ * the row's norm is not much larger than its distances, top + out[j] is an upper
+ * bound within a few percent at most, without an exact distance. */
+double km_row_scores_range(const km_centers *kc, const void *xr, const int *cand, int n,
+                           double *out, double *top);
 void km_centers_free(km_centers *kc);
 
 /* Scratch space for one thread's calls of km_assign_block (no allocation in

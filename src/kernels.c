@@ -406,8 +406,14 @@ int km_centers_keep_rows(km_centers *kc)
 
 double km_row_scores(const km_centers *kc, const void *xr, const int *cand, int n, double *out)
 {
-    return kc->prec == KM_F32 ? row_scores_f32(kc, xr, cand, n, out)
-                              : row_scores_f64(kc, xr, cand, n, out);
+    return km_row_scores_range(kc, xr, cand, n, out, NULL);
+}
+
+double km_row_scores_range(const km_centers *kc, const void *xr, const int *cand, int n,
+                           double *out, double *top)
+{
+    return kc->prec == KM_F32 ? row_scores_f32(kc, xr, cand, n, out, top)
+                              : row_scores_f64(kc, xr, cand, n, out, top);
 }
 
 void km_centers_free(km_centers *kc)

@@ -309,13 +309,26 @@ static inline double FN(score_base)(const km_centers *kc, const FN(score_err) *s
     return xn64 * (1.0 - 2.0 * (FN(err_len)(kc->d) + 2) * UROUND) - 2.0 * err;
 }
 
+/* The other side: top with ||x - c||^2 <= top + score(c) for every centroid c.
+ * The same two terms with their signs turned: twice the score's error bound, and
+ * ||x||^2 at most xn (1 + 2 g) when xn is within a factor 1 - g of it (g is
+ * score_base's 2 (err_len + 2) UROUND, far below 1/2). */
+static inline double FN(score_top)(const km_centers *kc, const FN(score_err) *se, REAL xn)
+{
+    const double xn64 = (double)xn;
+    const double err = 2.0 * (double)se->coef * (xn64 * (double)se->grow + (double)se->cmax2)
+                       * (double)se->slack;
+    return xn64 * (1.0 + 4.0 * (FN(err_len)(kc->d) + 2) * UROUND) + 2.0 * err;
+}
+
 /* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, d-block by d-block as
  * the kernel sums: a block's products in REAL (VL lanes, the tail in lane 0),
  * each block's lanes added to float64 sums, which are added up at the end. The
  * lanes are vectors, not an OpenMP reduction, which would reduce across lanes once
  * a block (Yinyang on 70,000 x 784, k = 256 measured 1.04-1.05x with it). */
-static inline void FN(dots64)(const REAL *restrict xr, const REAL *const *ys, int ny, int d,
-                              double *out)
+static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restrict xr,
+                                                              const REAL *const *ys, int ny,
+                                                              int d, double *out)
 {
     double t[4][VL];
     for (int i = 0; i < ny; i++)
@@ -349,27 +362,36 @@ static inline void FN(dots64)(const REAL *restrict xr, const REAL *const *ys, in
  * the row-major copy of the centroids, four centroids at a time sharing the loads
  * of the row; in float64 from the dot products on. Returns score_base. */
 static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, const int *cand,
-                             int n, double *out)
+                             int n, double *out, double *top)
 {
     const int d = kc->d;
     const REAL *restrict cr = kc->rows_r, *cn = kc->cnorm_r;
-    double xn64;
-    const REAL *self[1] = {xr};
-    FN(dots64)(xr, self, 1, d, &xn64);
-    for (int q = 0; q < n; q += 4) {
+    double xn64 = 0;
+    /* ||x||^2 rides with the first three centroids: one pass over the row (in high d
+     * it comes from memory) for both. Each sum is alone in its lane, so its bits do
+     * not depend on its company. */
+    for (int q = -1; q < n; q += 4) {
         const int ny = n - q < 4 ? n - q : 4;
-        const REAL *ys[4] = {xr, xr, xr, xr};
+        const REAL *ys[4];
         double dot[4];
         for (int i = 0; i < ny; i++)
-            ys[i] = cr + (size_t)cand[q + i] * d;
-        if (ny == 4)   /* a constant count: the four sums stay in registers */
-            FN(dots64)(xr, ys, 4, d, dot);
-        else
-            FN(dots64)(xr, ys, ny, d, dot);
-        for (int i = 0; i < ny; i++)
-            out[q + i] = (double)cn[cand[q + i]] - 2 * dot[i];
+            ys[i] = q + i < 0 ? xr : cr + (size_t)cand[q + i] * d;
+        switch (ny) {   /* constant counts: the sums stay in registers */
+        case 4: FN(dots64)(xr, ys, 4, d, dot); break;
+        case 3: FN(dots64)(xr, ys, 3, d, dot); break;
+        case 2: FN(dots64)(xr, ys, 2, d, dot); break;
+        default: FN(dots64)(xr, ys, 1, d, dot); break;
+        }
+        for (int i = 0; i < ny; i++) {
+            if (q + i < 0)
+                xn64 = dot[i];
+            else
+                out[q + i] = (double)cn[cand[q + i]] - 2 * dot[i];
+        }
     }
     const FN(score_err) se = FN(score_err_of)(kc);
+    if (top)
+        *top = FN(score_top)(kc, &se, (REAL)xn64);
     return FN(score_base)(kc, &se, (REAL)xn64);
 }
 

@@ -514,7 +514,7 @@ static void test_bounds(void **state)
             km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2, &gb);
             km_assign_naive(&kc, x, n, lab2, ref);
             const double margin = (d + 8) * 0x1p-52;
-            int tight = 0, gtight = 0, stight = 0, gcount = 0;
+            int tight = 0, gtight = 0, stight = 0, gcount = 0, ttight = 0;
             for (int64_t i = 0; i < n; i++) {
                 assert_int_equal(lab[i], lab2[i]);           /* the labels are Lloyd's */
                 if (eb[i] != km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d))
@@ -546,6 +546,26 @@ static void test_bounds(void **state)
                                  sbase + sc[j], t2);
                     stight += sbase + sc[j] > 0.5 * (double)t2;
                 }
+                /* both sides, against every centroid (the own one too): top + score
+                 * >= the true squared distance, and the same base as before */
+                double top, *scall = sc;
+                for (int c = 0; c < k; c++)
+                    cand[c] = c;
+                const double rbase = km_row_scores_range(
+                    &kc, (const char *)x + (size_t)i * d * (p == 0 ? 4 : 8), cand, k, scall,
+                    &top);
+                assert_true(rbase == sbase);
+                for (int c = 0; c < k; c++) {
+                    const long double t2 = ref_dist(x, prec, i, d, c64 + (size_t)c * d);
+                    if (!((long double)(top + scall[c]) >= t2))
+                        fail_msg("prec %d kind %d row %lld centroid %d: top + score %.17g "
+                                 "below the distance %.17Lg", p, kind, (long long)i, c,
+                                 top + scall[c], t2);
+                    if (!((long double)(rbase + scall[c]) <= t2))
+                        fail_msg("prec %d kind %d row %lld centroid %d: base + score above",
+                                 p, kind, (long long)i, c);
+                    ttight += top + scall[c] < 1.05 * (double)t2;
+                }
                 for (int g = 0; g < t; g++) {
                     long double gmin = INFINITY;
                     for (int c = 0; c < k; c++)
@@ -567,6 +587,7 @@ static void test_bounds(void **state)
             if (kind == 0 || kind == 3 || kind == 5) {   /* useful where the data allow */
                 assert_true(tight > n / 2);
                 assert_true(stight > n * (k - 1) / 2);
+                assert_true(ttight > n * k / 2);   /* top within 5 %: worth a try */
             }
             if (kind == 3 || kind == 5)   /* per group, from the scores: sharper than lb2 */
                 assert_true(gtight > gcount / 2);
