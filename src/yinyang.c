@@ -22,6 +22,14 @@
 
 #define KM_YY_GROUP_ITERS 5
 #define KM_YY_AHEAD 8   /* rows in doubt fetched ahead of their exact distance */
+/* From this d on, a row in doubt first bounds its distance to its centroid from
+ * both sides with the fast scores (km_row_scores_range), and takes the exact
+ * distance only when that bound is looser than KM_YY_TOP_SLACK or a centroid
+ * could beat it: an exact distance there is one more pass over the row in float64
+ * (10,000 x 20,000, k = 16: half a row in doubt's time). At d = 784 the bound is
+ * ~10 % loose and an exact distance cheap. */
+#define KM_YY_SCORE_FIRST_D 4096
+#define KM_YY_TOP_SLACK 1.05
 
 typedef struct {
     double *gmin1, *gmin2;  /* t: the two smallest E in each examined group */
@@ -61,6 +69,7 @@ struct km_yinyang {
     int pass;          /* passes made since the bounds were set (0: the full one) */
     int cap;           /* rows of cum_g / cum_max allocated */
     int valid;
+    int score_first;   /* d >= KM_YY_SCORE_FIRST_D */
     scratch *sc;       /* per thread */
 };
 
@@ -131,6 +140,7 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
     y->nt = km_threads_count(th);
     y->gcap = km_threads_block_rows(th);
     y->rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
+    y->score_first = y->d >= KM_YY_SCORE_FIRST_D;
     const size_t n = rows > 0 ? (size_t)rows : 1;
     y->group = malloc(sizeof(int) * (size_t)y->k);
     y->gstart = malloc(sizeof(int) * (size_t)(y->t + 1));
@@ -292,10 +302,13 @@ static inline void group_min(scratch *s, int g, int c, double v)
  * scored as the fast kernel scores them; an exact distance E is computed only
  * for those whose score cannot prove them farther than the best so far (the
  * best-scored first), so the argmin of E, lowest index on ties, is Lloyd's.
- * Returns the distances scored. */
+ * e_a is E(x, c_a), or -1 when only hi >= ||x - c_a||^2 is known: then E(x, c_a)
+ * <= hi (1 + e), and E(x, c_a) is taken only if a centroid's score cannot prove
+ * it farther than that; else none can beat c_a, and hi stands for E(x, c_a) in
+ * the bounds. Returns the distances scored. */
 static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
-                           int32_t *label, double e_a, double u, double *lb, scratch *s,
-                           km_acc *acc, km_workspace *ws, double m)
+                           int32_t *label, double e_a, double hi, double u, double *lb,
+                           scratch *s, km_acc *acc, km_workspace *ws, double m)
 {
     const int a = *label, t = y->t, d = y->d;
     int n = 0;
@@ -312,8 +325,12 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
     int first = 0;
     for (int j = 1; j < n; j++)
         first = s->csc[j] < s->csc[first] ? j : first;
+    if (e_a < 0 && !((base + s->csc[first]) * (1 - m) > hi * (1 + m))) {
+        e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
+        acc->distances += 1;
+    }
     int best = a;
-    double e_best = e_a;
+    double e_best = e_a < 0 ? hi : e_a;
     for (int q = 0; q < n; q++) {
         const int j = q == 0 ? first : q == first ? 0 : q;   /* the best-scored first */
         const int c = s->cand[j];
@@ -340,7 +357,7 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
         if (s->seen[g]) {   /* min over the group's centroids other than the new label of
                                E or its lower bound: both are >= D^2 (1 - e) */
             double e = s->gidx1[g] == best ? s->gmin2[g] : s->gmin1[g];
-            if (g == ga && a != best)
+            if (g == ga && a != best)   /* then e_a >= 0: a centroid beat it */
                 e = e_a < e ? e_a : e;   /* the old centroid is now an "other" one */
             l = sqrt(e > 0 ? e : 0) * (1 - m);
         } else {
@@ -475,8 +492,16 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
     int32_t *label = labels + g_row;
     const int a = *label, d = y->d;
     moved_groups(y, g_row, lb);
-    const double e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
-    const double u = sqrt(e_a) * (1 + m);
+    double e_a = -1, hi = -1;   /* hi >= ||x - c_a||^2: E(x, c_a), or from the scores */
+    if (y->score_first) {
+        double sa, top;
+        const double lo = km_row_scores_range(kc, xr, &a, 1, &sa, &top) + sa;
+        if (lo > 0 && top + sa <= lo * KM_YY_TOP_SLACK)   /* not NaN */
+            hi = top + sa;
+    }
+    if (hi < 0)
+        hi = e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
+    const double u = sqrt(hi) * (1 + m);
     acc->distances += 1;
     if (u * (1 + m) < glob * (1 - m)) {
         y->upper[g_row] = km_up_f(u);
@@ -492,6 +517,7 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
      * at d = 32 and ~k / 2 at d = 784, where those fractions measured best (BENCH.md);
      * at d = 3 it gives k / 45, not measured on its own */
     if (2 * (int64_t)doubt * (y->d + 64) > (int64_t)y->k * y->d) {
+        acc->distances -= 1;   /* the kernel's k stand for the row: skipped stays >= 0 */
         memcpy((char *)s->gx + (size_t)s->gn * y->rowbytes, xr, y->rowbytes);
         s->glab[s->gn] = a;
         s->grow[s->gn++] = g_row;
@@ -499,7 +525,8 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
             flush_gathered(y, kc, s, labels, acc, ws, m);
         return;
     }
-    acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, u, lb, s, acc, ws, m);
+    acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, hi, u, lb, s, acc, ws,
+                                          m);
 }
 
 /* The pass as a walk (walk.h; ctx: a km_pass, state the km_yinyang). */

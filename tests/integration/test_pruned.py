@@ -96,6 +96,23 @@ class SameAsLloyd(unittest.TestCase):
                                   configs=[(1, 1), (2, 2)])
         self.assertGreater(skipped["yinyang"][-1], 0.5)
 
+    def test_wide_rows(self):
+        # d >= 4096: a Yinyang row in doubt first bounds its own distance from both sides
+        # with the fast scores, and takes the exact one only when a centroid could beat
+        # it (here 1-12 % of those rows a pass, over 40+ passes) or the bound is loose,
+        # as it is with a common baseline (||x|| >> ||x - c||: every row, the second file)
+        rng = np.random.default_rng(12)
+        u = rng.uniform(size=(800, 3))
+        f = np.concatenate([np.sin(2 * np.pi * u), np.cos(2 * np.pi * u)], 1)
+        w = f @ rng.standard_normal((6, 4200)) + 0.3 * rng.standard_normal((800, 4200))
+        w[::5] = w[::5].round(1)                               # near-duplicates
+        args = ["-k", "12", "--init", "first", "--tol", "0"]
+        a, skipped = self.compare("wide", w.astype(np.float32), args, configs=[(1, 1), (2, 2)])
+        self.assertGreater(a["attrs"]["iterations"], 20)
+        self.assertGreater(skipped["yinyang"][-1], 0.5)
+        self.assertTrue(all(skipped["yinyang"] >= 0))        # never more than Lloyd's
+        self.compare("wide-baseline", (w + 40).astype(np.float32), args, configs=[(2, 1)])
+
     def test_near_lists(self):
         # k (d + 10) >= 4096: a Hamerly row in doubt gets exact distances to the centroids
         # listed near its own (within 2u, then on while one could be the runner-up)
