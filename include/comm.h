@@ -19,6 +19,9 @@ void km_comm_finalize(void);
  * the lowest such rank (code and message). Otherwise returns 0. */
 int km_comm_agree(const km_comm *c, km_error *err);
 void km_comm_sum(const km_comm *c, double *buf, size_t n);      /* in place */
+/* recv = the sum over ranks of send (n each): the iteration's allreduce, whose send
+ * buffer keeps the rank's own totals from one pass to the next. */
+void km_comm_sum_into(const km_comm *c, const double *send, double *recv, size_t n);
 void km_comm_max(const km_comm *c, double *buf, size_t n);      /* in place */
 int64_t km_comm_max_i64(const km_comm *c, int64_t v);
 void km_comm_max_i64v(const km_comm *c, int64_t *buf, int n);   /* in place */

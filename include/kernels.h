@@ -49,6 +49,8 @@ typedef struct {
     km_i128 *sq;           /* k: sum of ||x - center||^2, in units of 1 / qscale */
     double *counts;        /* k (exact integers) */
     double changed;        /* rows that moved in this pass */
+    double *moved;         /* k: rows moved into or out of each cluster in this pass (its
+                              totals changed only if this is not 0) */
     double distances;      /* point-centroid distances computed to assign, this pass */
     unsigned char *dirty;  /* k: 1 where sums may be non-zero since km_acc_clear: sums
                               are written only by the kernels' moves and km_acc_add */
@@ -60,20 +62,26 @@ void km_acc_free(km_acc *a);
  * they are added by km_acc_add: a late pass moves few rows, and k x d totals
  * swept twice a pass and thread cost more than its moves (k d = 320,000). */
 void km_acc_clear(km_acc *a);
-/* Zero only the per-pass counts (changed, distances): the totals carry on. */
+/* Zero only the per-pass counts (changed, distances, moved): the totals carry on. */
 void km_acc_clear_pass(km_acc *a);
 void km_acc_add(km_acc *dst, const km_acc *src);
 /* Doubles an allreduce of the pass carries with `limbs` limbs per value. */
 size_t km_acc_pack_len(int k, int d, int limbs);
 void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf);
+/* The same into a buf that holds a's totals as packed the pass before: only the
+ * clusters with a->moved != 0 are written again (a late pass moves few rows, and
+ * k x d x limbs doubles written a pass cost more than its moves), then the counts
+ * and counters. */
+void km_acc_pack_moves(const km_acc *a, int limbs, int bits, double *buf);
 /* The allreduced buffer -> the km_acc_len result layout, in data units. The
  * inertia of the labels against kc's centroids is derived from the exact
  * totals: per cluster sq - 2 (c - center).(S - n center) + n ||c - center||^2,
  * evaluated in float64 in one fixed order (the same bits on every rank). */
 void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res);
-/* What km_acc_unpack_cached remembers of the last call: a cluster whose totals
- * (in the buffer's bits) and centroid are those of the last call gets its
- * values back without the work. In the late passes few clusters change. */
+/* What km_acc_unpack_cached remembers of the last call: a cluster that no row
+ * moved into or out of on any rank (the allreduced moved) and whose centroid is
+ * that of the last call gets its values back without the work. In the late
+ * passes few clusters change. */
 typedef struct km_unpack_cache km_unpack_cache;
 km_unpack_cache *km_unpack_cache_new(int k, int d, int limbs);
 void km_unpack_cache_free(km_unpack_cache *uc);

@@ -47,6 +47,14 @@ void km_comm_sum(const km_comm *c, double *buf, size_t n)
     allreduce(c, buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
 }
 
+void km_comm_sum_into(const km_comm *c, const double *send, double *recv, size_t n)
+{
+    for (size_t off = 0; off < n; off += KM_MPI_CHUNK) {
+        int cnt = (int)(n - off < KM_MPI_CHUNK ? n - off : KM_MPI_CHUNK);
+        MPI_Allreduce(send + off, recv + off, cnt, MPI_DOUBLE, MPI_SUM, c->world);
+    }
+}
+
 void km_comm_max(const km_comm *c, double *buf, size_t n)
 {
     allreduce(c, buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX);

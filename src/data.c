@@ -132,8 +132,8 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
     const int64_t rows = D->blk.rows, d = D->blk.d;
     const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
     /* k x d: the threads' totals (km_threads_bytes), and 11 x 16 bytes of totals,
-     * allreduce buffer, centroid copies and the unpack cache (km_unpack_cache:
-     * limbs + 2 doubles) */
+     * the allreduce's buffers (limbs doubles, twice on more than one rank),
+     * centroid copies and the unpack cache (km_unpack_cache: 2 doubles) */
     double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw
                + km_threads_bytes(threads, k, (int)d, D->shared_totals);
     if (alg == KM_ALG_HAMERLY)

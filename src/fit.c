@@ -29,7 +29,10 @@ typedef struct {
     km_yinyang *yy;    /* the Yinyang strategy's bounds, or NULL */
     km_source *src;    /* the rows, chunk by chunk (data.c) */
     km_acc *tot;       /* this rank's exact totals of its labels (each pass adds its moves) */
-    double *pack;      /* tot as limbs + the flags below: the allreduce buffer */
+    double *pack;      /* tot as limbs + the flags below: what the rank sends to the
+                          allreduce; it keeps its totals, so a pass rewrites only the
+                          clusters it moved rows into or out of */
+    double *red;       /* the allreduced pack (pack itself on one rank) */
     size_t pack_len;
     int limbs, bits;   /* fixed.h limb layout for this many ranks */
     double *acc;       /* the allreduced pass in km_acc_len layout */
@@ -56,7 +59,10 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     int rc = st->yy    ? km_yinyang_pass(st->yy, st->src, &st->kc, labels, st->th, st->tot, err)
              : st->ham ? km_hamerly_pass(st->ham, st->src, &st->kc, labels, st->th, st->tot, err)
                        : km_lloyd_pass(st->src, &st->kc, labels, st->th, st->tot, err);
-    km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
+    if (st->passes == 1)
+        km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
+    else
+        km_acc_pack_moves(st->tot, st->limbs, st->bits, st->pack);
     double *flag = st->pack + st->pack_len;
     double t1 = km_now();
     flag[FLAG_ERROR] = rc ? 1.0 : 0.0;
@@ -65,7 +71,9 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
                       && t1 - st->last_ckpt >= opt->checkpoint_seconds ? 1.0 : 0.0;
     km_comm_barrier(st->c);   /* splits load imbalance from communication */
     double t2 = km_now();
-    km_comm_sum(st->c, st->pack, st->pack_len + FLAG_COUNT);
+    if (st->red != st->pack)
+        km_comm_sum_into(st->c, st->pack, st->red, st->pack_len + FLAG_COUNT);
+    flag = st->red + st->pack_len;
     tm->t[KM_T_ASSIGN] += t1 - t0;
     tm->t[KM_T_WAIT] += t2 - t1;
     tm->t[KM_T_ALLREDUCE] += km_now() - t2;
@@ -76,7 +84,7 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     /* the totals back to centroid sums and inertia: the update's first step (its
      * time was counted nowhere before, 6-22 % of a fit on 10,000 x 20,000) */
     const double t3 = km_now();
-    km_acc_unpack_cached(st->pack, &st->kc, st->limbs, st->bits, st->acc, st->uc);
+    km_acc_unpack_cached(st->red, &st->kc, st->limbs, st->bits, st->acc, st->uc);
     tm->t[KM_T_UPDATE] += km_now() - t3;
     return 0;
 }
@@ -185,12 +193,13 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
         st->acc = malloc(sizeof(double) * st->acc_len);
         st->pack_len = km_acc_pack_len(k, blk->d, st->limbs);
         st->pack = malloc(sizeof(double) * (st->pack_len + FLAG_COUNT));
+        st->red = c->size > 1 ? malloc(sizeof(double) * (st->pack_len + FLAG_COUNT)) : st->pack;
         st->tot = km_acc_new(k, blk->d);
         st->uc = km_unpack_cache_new(k, blk->d, st->limbs);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
         st->th = st->tot ? km_threads_new(&st->kc, block_rows,
                                           D->shared_totals ? st->tot : NULL) : NULL;
-        if (!st->acc || !st->pack || !st->tot || !st->uc || !st->old || !st->th)
+        if (!st->acc || !st->pack || !st->red || !st->tot || !st->uc || !st->old || !st->th)
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
                     "k=%d x d=%d per thread", c->rank, k, blk->d);
         else if (alg == KM_ALG_HAMERLY && !(st->ham = km_hamerly_new(&st->kc, blk->rows, st->th)))
@@ -223,6 +232,8 @@ static void fit_teardown(fit_state *st)
     km_yinyang_free(st->yy);
     km_threads_free(st->th);
     free(st->acc);
+    if (st->red != st->pack)
+        free(st->red);
     free(st->pack);
     km_acc_free(st->tot);
     km_unpack_cache_free(st->uc);

@@ -273,9 +273,11 @@ static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t
     const km_i128 qi = (km_i128)nearbyint(q * kc->qscale);   /* exact: < 2^KM_FX_QTOP */
     acc->sq[c] += qi;
     acc->counts[c] += 1.0;
+    acc->moved[c] += 1.0;
     if (old >= 0) {
         acc->sq[old] -= qi;
         acc->counts[old] -= 1.0;
+        acc->moved[old] += 1.0;
     }
     acc->changed += 1.0;
     *label = c;
@@ -657,6 +659,7 @@ static void add_counts(km_acc *dst, const km_acc *src)
 {
     for (int c = 0; c < dst->k; c++) {
         dst->counts[c] += src->counts[c];
+        dst->moved[c] += src->moved[c];
         dst->sq[c] += src->sq[c];
     }
     dst->changed += src->changed;
@@ -702,8 +705,9 @@ static km_acc *acc_new(int k, int d, int sums)
     a->sums = sums ? calloc((size_t)k * d, sizeof(km_i128)) : NULL;
     a->sq = calloc((size_t)k, sizeof(km_i128));
     a->counts = calloc((size_t)k, sizeof(double));
+    a->moved = calloc((size_t)k, sizeof(double));
     a->dirty = calloc((size_t)k, 1);
-    if ((sums && !a->sums) || !a->sq || !a->counts || !a->dirty) {
+    if ((sums && !a->sums) || !a->sq || !a->counts || !a->moved || !a->dirty) {
         km_acc_free(a);
         return NULL;
     }
@@ -722,6 +726,7 @@ void km_acc_free(km_acc *a)
     free(a->sums);
     free(a->sq);
     free(a->counts);
+    free(a->moved);
     free(a->dirty);
     free(a);
 }
@@ -742,6 +747,7 @@ void km_acc_clear_pass(km_acc *a)
 {
     a->changed = 0;
     a->distances = 0;
+    memset(a->moved, 0, sizeof(double) * (size_t)a->k);
 }
 
 void km_acc_add(km_acc *dst, const km_acc *src)
@@ -752,29 +758,41 @@ void km_acc_add(km_acc *dst, const km_acc *src)
     add_counts(dst, src);
 }
 
-/* Buffer: (k*d sums + k sq) x limbs, then k counts, changed, distances. */
+/* Buffer: (k*d sums + k sq) x limbs, then k counts, changed, distances, k moved. */
 size_t km_acc_pack_len(int k, int d, int limbs)
 {
-    return ((size_t)k * d + k) * limbs + k + 2;
+    return ((size_t)k * d + k) * limbs + 2 * (size_t)k + 2;
 }
 
-void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
+static void acc_pack(const km_acc *a, int limbs, int bits, double *buf, int all)
 {
     const size_t d = (size_t)a->d, kd = (size_t)a->k * d, tail = (kd + a->k) * limbs;
     /* element by element, so split among the threads (serial: 5 % of a Yinyang fit
        on 10,000 x 20,000) */
 #pragma omp parallel for schedule(static) if (kd >= 4096)
     for (int c = 0; c < a->k; c++)
-        km_fx_pack(a->sums + c * d, d, limbs, bits, buf + c * d * limbs);
-    km_fx_pack(a->sq, (size_t)a->k, limbs, bits, buf + kd * limbs);
+        if (all || a->moved[c] != 0) {
+            km_fx_pack(a->sums + c * d, d, limbs, bits, buf + c * d * limbs);
+            km_fx_pack(a->sq + c, 1, limbs, bits, buf + (kd + c) * limbs);
+        }
     memcpy(buf + tail, a->counts, sizeof(double) * (size_t)a->k);
     buf[tail + a->k] = a->changed;
     buf[tail + a->k + 1] = a->distances;
+    memcpy(buf + tail + a->k + 2, a->moved, sizeof(double) * (size_t)a->k);
+}
+
+void km_acc_pack(const km_acc *a, int limbs, int bits, double *buf)
+{
+    acc_pack(a, limbs, bits, buf, 1);
+}
+
+void km_acc_pack_moves(const km_acc *a, int limbs, int bits, double *buf)
+{
+    acc_pack(a, limbs, bits, buf, 0);
 }
 
 struct km_unpack_cache {
     int valid;
-    double *buf;        /* the last buffer: (k x d + k) x limbs, then k counts */
     double *c64;        /* k x d: the centroids of the last call */
     double *res;        /* k x d: its results */
     long double *in;    /* k: each cluster's inertia term */
@@ -785,11 +803,11 @@ km_unpack_cache *km_unpack_cache_new(int k, int d, int limbs)
     km_unpack_cache *uc = calloc(1, sizeof *uc);
     if (!uc)
         return NULL;
-    uc->buf = malloc(sizeof(double) * km_acc_pack_len(k, d, limbs));
+    (void)limbs;
     uc->c64 = malloc(sizeof(double) * (size_t)k * d);
     uc->res = malloc(sizeof(double) * (size_t)k * d);
     uc->in = malloc(sizeof(long double) * (size_t)k);
-    if (!uc->buf || !uc->c64 || !uc->res || !uc->in) {
+    if (!uc->c64 || !uc->res || !uc->in) {
         km_unpack_cache_free(uc);
         return NULL;
     }
@@ -800,7 +818,6 @@ void km_unpack_cache_free(km_unpack_cache *uc)
 {
     if (!uc)
         return;
-    free(uc->buf);
     free(uc->c64);
     free(uc->res);
     free(uc->in);
@@ -838,7 +855,8 @@ void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, in
 {
     const int k = kc->k, d = kc->d;
     const size_t kd = (size_t)k * d, tail = (kd + k) * limbs;
-    const size_t rowb = sizeof(double) * (size_t)d, sumb = rowb * (size_t)limbs;
+    const size_t rowb = sizeof(double) * (size_t)d;
+    const double *moved = buf + tail + k + 2;
     memcpy(km_acc_counts(res, k, d), buf + tail, sizeof(double) * (size_t)k);
     long double *in_c = uc ? uc->in : malloc(sizeof(long double) * (size_t)k);
     if (!in_c)
@@ -850,20 +868,12 @@ void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, in
         const double n = res[kd + c];
         const size_t r = (size_t)c * d;
         long double in;
-        if (uc && uc->valid && !memcmp(buf + r * limbs, uc->buf + r * limbs, sumb)
-            && !memcmp(buf + (kd + c) * limbs, uc->buf + (kd + c) * limbs,
-                       sizeof(double) * (size_t)limbs)
-            && !memcmp(buf + tail + c, uc->buf + tail + c, sizeof(double))
-            && !memcmp(kc->c64 + r, uc->c64 + r, rowb)) {
-            memcpy(res + r, uc->res + r, rowb);
+        if (uc && uc->valid && moved[c] == 0 && !memcmp(kc->c64 + r, uc->c64 + r, rowb)) {
+            memcpy(res + r, uc->res + r, rowb);   /* the same totals, the same centroid */
             in = uc->in[c];
         } else {
             in = unpack_cluster(buf, kc, limbs, bits, c, n, res + r);
             if (uc) {
-                memcpy(uc->buf + r * limbs, buf + r * limbs, sumb);
-                memcpy(uc->buf + (kd + c) * limbs, buf + (kd + c) * limbs,
-                       sizeof(double) * (size_t)limbs);
-                uc->buf[tail + c] = buf[tail + c];
                 memcpy(uc->c64 + r, kc->c64 + r, rowb);
                 memcpy(uc->res + r, res + r, rowb);
             }

@@ -662,22 +662,55 @@ static void test_order_independent(void **state)
     assert_true(fabs(res[km_acc_inertia(k, d)] - (double)direct)
                 <= inertia_tol(&kc, lab, n, direct));
     /* through the cache of the last pass: the same bits as without it, while one
-     * cluster's totals change, then another's centroid, then nothing */
+     * cluster's totals change (a move: moved says so), then another's centroid,
+     * then nothing; packed the second time on only where rows moved, into a buffer
+     * that keeps the rest (poisoned here where it must not be read or written) */
     km_unpack_cache *uc = km_unpack_cache_new(k, d, limbs);
     double *res2 = malloc(sizeof(double) * km_acc_len(k, d));
+    double *kept = malloc(sizeof(double) * km_acc_pack_len(k, d, limbs));
     assert_non_null(uc);
+    assert_non_null(kept);
     for (int step = 0; step < 4; step++) {
-        if (step == 1)
+        km_acc_clear_pass(ref);
+        if (step == 1) {
             ref->sums[1 * d + 2] += 12345;
+            ref->moved[1] = 2;
+        }
         if (step == 2) {
             c[0 * d + 1] += 0.25;
             km_centers_load(&kc, c);
         }
         km_acc_pack(ref, limbs, bits, buf);
+        if (step == 0) {
+            km_acc_pack(ref, limbs, bits, kept);
+        } else {
+            for (int c2 = 0; c2 < k; c2++)   /* before: all but cluster 1 already right */
+                if (c2 != 1)
+                    assert_memory_equal(kept + (size_t)c2 * d * limbs, buf + (size_t)c2 * d
+                                        * limbs, sizeof(double) * d * limbs);
+            km_acc_pack_moves(ref, limbs, bits, kept);
+            assert_memory_equal(kept, buf, sizeof(double) * km_acc_pack_len(k, d, limbs));
+        }
         km_acc_unpack(buf, &kc, limbs, bits, res);
-        km_acc_unpack_cached(buf, &kc, limbs, bits, res2, uc);
+        km_acc_unpack_cached(kept, &kc, limbs, bits, res2, uc);
         assert_memory_equal(res, res2, sizeof(double) * km_acc_len(k, d));
     }
+    /* a cluster whose row moved in and out again has the same totals: packed again
+     * all the same, and unpacked to the same bits */
+    ref->moved[0] = 2;
+    km_acc_pack_moves(ref, limbs, bits, kept);
+    km_acc_unpack_cached(kept, &kc, limbs, bits, res2, uc);
+    assert_memory_equal(res, res2, sizeof(double) * km_acc_len(k, d));
+    /* and pack_moves writes nothing of a cluster that did not move (k = 2 here):
+     * poison cluster 1's sums */
+    km_acc_clear_pass(ref);
+    ref->moved[0] = 1;
+    for (int j = 0; j < d * limbs; j++)
+        kept[(size_t)1 * d * limbs + j] = -777.0;
+    km_acc_pack_moves(ref, limbs, bits, kept);
+    for (int j = 0; j < d * limbs; j++)
+        assert_true(kept[(size_t)1 * d * limbs + j] == -777.0);
+    free(kept);
     km_unpack_cache_free(uc);
     free(res2);
     km_i128 neg[3] = {-((km_i128)1 << 100) - 12345, -1, ((km_i128)1 << 110) + 7}, back[3];
