@@ -39,9 +39,9 @@ def limbs(ranks):
 
 def allreduce_bytes(k, d, ranks):
     """Bytes each rank contributes to an iteration's allreduce (fit.c + fixed.h)."""
-    # (sums + per-cluster squared norms) in limbs; counts, changed, distances; the
-    # 3 flags of fit.c
-    return 8 * ((k * d + k) * limbs(ranks) + k + 2 + 3)
+    # (sums + per-cluster squared norms) in limbs; counts, changed, distances, the
+    # rows moved per cluster; the 3 flags of fit.c
+    return 8 * ((k * d + k) * limbs(ranks) + 2 * k + 2 + 3)
 
 
 def allreduce_seconds(m, ranks, alpha, beta, gamma):

@@ -88,7 +88,7 @@ class CommunicationModel(unittest.TestCase):
 
     def test_hand_computed_projection(self):
         k, d = 64, 32
-        m = 8 * ((k * d + k) * 4 + k + 2 + 3)
+        m = 8 * ((k * d + k) * 4 + 2 * k + 2 + 3)
         self.assertEqual(project_scaling.allreduce_bytes(k, d, 8), m)
         a, b, g = 2e-6, 1e-10, 2e-10
         want = 2 * 3 * a + 2 * (7 / 8) * m * b + (7 / 8) * m * g
