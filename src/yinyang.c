@@ -325,10 +325,11 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
     int first = 0;
     for (int j = 1; j < n; j++)
         first = s->csc[j] < s->csc[first] ? j : first;
-    if (e_a < 0 && !((base + s->csc[first]) * (1 - m) > hi * (1 + m))) {
-        e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
-        acc->distances += 1;
-    }
+    for (int j = 0; e_a < 0 && j < n; j++)   /* a NaN score proves nothing: all of them */
+        if (!((base + s->csc[j]) * (1 - m) > hi * (1 + m))) {
+            e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
+            acc->distances += 1;
+        }
     int best = a;
     double e_best = e_a < 0 ? hi : e_a;
     for (int q = 0; q < n; q++) {
