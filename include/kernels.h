@@ -83,7 +83,7 @@ void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits,
  * that of the last call gets its values back without the work. In the late
  * passes few clusters change. */
 typedef struct km_unpack_cache km_unpack_cache;
-km_unpack_cache *km_unpack_cache_new(int k, int d, int limbs);
+km_unpack_cache *km_unpack_cache_new(int k, int d);
 void km_unpack_cache_free(km_unpack_cache *uc);
 /* km_acc_unpack, with the same bits, through uc. */
 void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,

@@ -59,7 +59,7 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
     int rc = st->yy    ? km_yinyang_pass(st->yy, st->src, &st->kc, labels, st->th, st->tot, err)
              : st->ham ? km_hamerly_pass(st->ham, st->src, &st->kc, labels, st->th, st->tot, err)
                        : km_lloyd_pass(st->src, &st->kc, labels, st->th, st->tot, err);
-    if (st->passes == 1)
+    if (st->passes == 1)   /* pack holds nothing yet; later it keeps tot's clusters */
         km_acc_pack(st->tot, st->limbs, st->bits, st->pack);
     else
         km_acc_pack_moves(st->tot, st->limbs, st->bits, st->pack);
@@ -195,7 +195,7 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
         st->pack = malloc(sizeof(double) * (st->pack_len + FLAG_COUNT));
         st->red = c->size > 1 ? malloc(sizeof(double) * (st->pack_len + FLAG_COUNT)) : st->pack;
         st->tot = km_acc_new(k, blk->d);
-        st->uc = km_unpack_cache_new(k, blk->d, st->limbs);
+        st->uc = km_unpack_cache_new(k, blk->d);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
         st->th = st->tot ? km_threads_new(&st->kc, block_rows,
                                           D->shared_totals ? st->tot : NULL) : NULL;

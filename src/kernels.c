@@ -798,12 +798,11 @@ struct km_unpack_cache {
     long double *in;    /* k: each cluster's inertia term */
 };
 
-km_unpack_cache *km_unpack_cache_new(int k, int d, int limbs)
+km_unpack_cache *km_unpack_cache_new(int k, int d)
 {
     km_unpack_cache *uc = calloc(1, sizeof *uc);
     if (!uc)
         return NULL;
-    (void)limbs;
     uc->c64 = malloc(sizeof(double) * (size_t)k * d);
     uc->res = malloc(sizeof(double) * (size_t)k * d);
     uc->in = malloc(sizeof(long double) * (size_t)k);

@@ -665,7 +665,7 @@ static void test_order_independent(void **state)
      * cluster's totals change (a move: moved says so), then another's centroid,
      * then nothing; packed the second time on only where rows moved, into a buffer
      * that keeps the rest (poisoned here where it must not be read or written) */
-    km_unpack_cache *uc = km_unpack_cache_new(k, d, limbs);
+    km_unpack_cache *uc = km_unpack_cache_new(k, d);
     double *res2 = malloc(sizeof(double) * km_acc_len(k, d));
     double *kept = malloc(sizeof(double) * km_acc_pack_len(k, d, limbs));
     assert_non_null(uc);
