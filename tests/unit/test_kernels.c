@@ -663,8 +663,8 @@ static void test_order_independent(void **state)
                 <= inertia_tol(&kc, lab, n, direct));
     /* through the cache of the last pass: the same bits as without it, while one
      * cluster's totals change (a move: moved says so), then another's centroid,
-     * then nothing; packed the second time on only where rows moved, into a buffer
-     * that keeps the rest (poisoned here where it must not be read or written) */
+     * then nothing; packed after the first step only where rows moved, into a buffer
+     * that keeps the rest (and last: a cluster that did not move is not written) */
     km_unpack_cache *uc = km_unpack_cache_new(k, d);
     double *res2 = malloc(sizeof(double) * km_acc_len(k, d));
     double *kept = malloc(sizeof(double) * km_acc_pack_len(k, d, limbs));
