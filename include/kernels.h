@@ -217,10 +217,20 @@ unsigned __int128 km_pp_weight_sums(const double *D, int64_t rows, double qscale
  * reading the row, and from d = 32 on per candidate) and then the fast kernel's
  * lower bound (d >= 128) cannot show E >= D_i.
  * With shift > 0 (shift + m <= 31), bit shift + t of near[i] is set where
- * candidate t lowers D_i. Returns 0, or -1 when out of memory. */
+ * candidate t lowers D_i, and with low != NULL (rows x m) low[i m + t] is then that
+ * E. Returns 0, or -1 when out of memory. */
 int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const double *D,
                      int32_t *near, int shift, const double *thr, double qscale,
-                     unsigned __int128 *red);
+                     unsigned __int128 *red, double *low);
+/* From this d on, k-means++ keeps the E of the rows each candidate lowers (km_pp_
+ * reductions' low: rows x (2 + ln K) doubles, at most 1.8 % of the rows' bytes), so
+ * the chosen one's update reads no row: at d = 20,000 that update read a fifth of
+ * the rows a step reads. */
+#define KM_PP_KEEP_D 1024
+/* km_pp_lower with the marks (shift > 0) and low of the same step: the marked
+ * rows take their E from low, without their values. The same D and near. */
+void km_pp_lower_kept(int m, int t, int64_t rows, const double *low, int32_t label, double *D,
+                      int32_t *near, int shift);
 /* thr (s x (m + 1)): thr[a (m + 1) + t] such that D_i <= it proves E(x_i, cand_t)
  * >= D_i for a row whose nearest chosen centroid is chosen[a] (the triangle
  * inequality); thr[a (m + 1) + m] their least. */

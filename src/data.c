@@ -136,6 +136,8 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
      * centroid copies and the unpack cache (km_unpack_cache: 2 doubles) */
     double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw
                + km_threads_bytes(threads, k, (int)d, D->shared_totals);
+    if (d >= KM_PP_KEEP_D)   /* k-means++'s kept E: rows x (2 + ln K) doubles */
+        b += 8.0 * (double)rows * (2 + (int)log((double)k));
     if (alg == KM_ALG_HAMERLY)
         b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
     else if (alg == KM_ALG_YINYANG)

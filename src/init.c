@@ -105,10 +105,16 @@ static int64_t find_weighted(const km_block *blk, const double *D, double qscale
 }
 
 /* Candidate t became centroid `label`: D_i = min(D_i, E(x_i, it)). With the
- * marks (shift), a chunk with no row marked is not even read. */
+ * marks (shift), a chunk with no row marked is not even read; with low (the E the
+ * reductions kept), no row is. */
 static void lower_pass(km_source *src, const km_centers *cand, int t, const double *thr,
-                       int32_t label, double *D, int32_t *near, int shift, km_error *err)
+                       int32_t label, double *D, int32_t *near, int shift, const double *low,
+                       km_error *err)
 {
+    if (low) {
+        km_pp_lower_kept(cand->k, t, src->rows, low, label, D, near, shift);
+        return;
+    }
     for (int64_t f = 0, n; !err->code && (n = km_source_span(src, f)) > 0; f += n) {
         int64_t i = 0;
         while (shift && i < n && !((uint32_t)near[f + i] >> shift >> t & 1))
@@ -125,6 +131,7 @@ static void lower_pass(km_source *src, const km_centers *cand, int t, const doub
 typedef struct {
     int m, shift;   /* shift: near's bits for the index, or 0 (no room for marks) */
     double *D, *cand, *thr;
+    double *low;    /* rows x m: the E of the rows each candidate lowers, or NULL */
     u128 *sums;     /* the weights' chunk sums (km_pp_weight_sums) */
     u128 *red;      /* m: each candidate's reduction of the potential */
     uint64_t *loc, *all;   /* 2 m, 2 m x ranks: the reductions gathered */
@@ -178,7 +185,8 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
         const void *x;
         if (!src->get(src, f, n, &x, err) &&
             km_pp_reductions(&P->cc, x, n, D + f, P->near + f, P->shift, P->thr,
-                             qscale > 0 ? qscale : 1, red))
+                             qscale > 0 ? qscale : 1, red,
+                             P->low ? P->low + (size_t)f * m : NULL))
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     }
     if (km_comm_agree(c, err))
@@ -201,7 +209,7 @@ static int pp_step(const km_comm *c, const km_block *blk, km_source *src, uint64
     }
     double *centroid = centroids + (size_t)step * d;
     memcpy(centroid, P->cand + (size_t)best * d, sizeof(double) * d);
-    lower_pass(src, &P->cc, best, P->thr, step, D, P->near, P->shift, err);
+    lower_pass(src, &P->cc, best, P->thr, step, D, P->near, P->shift, P->low, err);
     return km_comm_agree(c, err);
 }
 
@@ -257,9 +265,13 @@ static int kmeanspp(const km_comm *c, const km_options *opt, const km_block *blk
                   .near = near,
                   .cand_rows = malloc(sizeof(int64_t) * (size_t)m),
                   .gather = malloc(sizeof(uint64_t) * 2 * (size_t)c->size)};
+    const int keep = P.shift && d >= KM_PP_KEEP_D;
+    if (keep)
+        P.low = malloc(sizeof(double) * rows * (size_t)m);
     km_error e = {0};
     const int cc_bad = km_centers_init(&P.cc, m, d, src->prec, &e) || km_centers_keep_rows(&P.cc);
     if (!P.D || !P.cand || !P.thr || !P.sums || !P.red || !P.loc || !P.all || !P.cand_rows
+        || (keep && !P.low)
         || !P.gather || cc_bad)
         km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for k-means++", c->rank);
     const int from = *chosen > 0 ? *chosen : 1;
@@ -301,6 +313,7 @@ static int kmeanspp(const km_comm *c, const km_options *opt, const km_block *blk
     free(P.all);
     free(P.cand_rows);
     free(P.gather);
+    free(P.low);
     return err->code;
 }
 

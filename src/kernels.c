@@ -995,7 +995,7 @@ static inline int pp_lowers(const km_centers *cand, const char *xr, int t, doubl
 
 int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const double *D,
                      int32_t *near, int shift, const double *thr, double qscale,
-                     unsigned __int128 *red)
+                     unsigned __int128 *red, double *low)
 {
     const int m = cand->k, d = cand->d, scored = d >= KM_PP_SCORE_D;
     const int32_t mask = shift ? (int32_t)(((uint32_t)1 << shift) - 1) : -1;
@@ -1032,6 +1032,8 @@ int km_pp_reductions(const km_centers *cand, const void *x, int64_t rows, const 
                               scored, scored ? base + sc[q] : 0, &e)) {
                     mine[doubt[q]] += qd - (uint64_t)(e * qscale);
                     lowers |= (uint32_t)1 << doubt[q];
+                    if (low)
+                        low[(size_t)i * m + doubt[q]] = e;
                 }
             }
             if (shift)
@@ -1092,6 +1094,17 @@ void km_pp_lower(const km_centers *cand, int t, const void *x, int64_t rows, con
             near[i] = label;
         }
     }
+}
+
+void km_pp_lower_kept(int m, int t, int64_t rows, const double *low, int32_t label, double *D,
+                      int32_t *near, int shift)
+{
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        if ((uint32_t)near[i] >> shift >> t & 1) {   /* marked: E < D_i, kept in low */
+            D[i] = low[(size_t)i * m + t];
+            near[i] = label;
+        }
 }
 
 /* Insert (dist, row) into a list sorted by dist desc, row asc, keeping m. */

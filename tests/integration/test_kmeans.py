@@ -187,6 +187,23 @@ class SeededInit(unittest.TestCase):
     def test_random(self):
         self.check("random")
 
+    def test_kmeanspp_wide_rows(self):
+        # d >= 1024: each step keeps the distances of the rows its candidates lower, and
+        # the chosen one's update reads no row; every layout, and streamed (the update
+        # then reads no chunk), must choose the same centroids
+        rng = np.random.default_rng(14)
+        x = (rng.standard_normal((12, 1100))[rng.integers(0, 12, 2000)]
+             + 0.5 * rng.standard_normal((2000, 1100))).astype(np.float32)
+        path = write_h5(TMP("seeded-wide.h5"), x)
+        args = ["-i", path, "-k", "12", "--seed", "4", "--max-iter", "1"]
+        runs = [Run(self, r, t, args, TMP("seeded-wide-out.h5"))
+                for r, t in [(1, 1), (2, 2), (3, 1)]]
+        runs.append(Run(self, 2, 1, args + ["--memory-limit", "4M"], TMP("seeded-wide-out.h5")))
+        self.assertIn("streamed", runs[-1].stdout)
+        for r in runs[1:]:
+            np.testing.assert_array_equal(r.res["centroids"], runs[0].res["centroids"])
+            np.testing.assert_array_equal(r.labels, runs[0].labels)
+
     def test_kmeanspp_quality(self):
         # well-separated blobs: k-means++ must find them (random starts often do not)
         rng = np.random.default_rng(11)

@@ -790,9 +790,10 @@ static void check_pp_step(int d, km_precision prec, double offset, int shift)
     km_pp_thresholds(chosen, s, &cc, thr);
     unsigned __int128 red[6] = {0};
     const size_t es = prec == KM_F32 ? 4 : 8;
-    assert_int_equal(km_pp_reductions(&cc, x, n1, D, near, shift, thr, q, red), 0);
+    double *low = shift ? malloc(sizeof(double) * n * m) : NULL;
+    assert_int_equal(km_pp_reductions(&cc, x, n1, D, near, shift, thr, q, red, low), 0);
     assert_int_equal(km_pp_reductions(&cc, (char *)x + n1 * d * es, n - n1, D + n1, near + n1,
-                                      shift, thr, q, red), 0);
+                                      shift, thr, q, red, low ? low + n1 * m : NULL), 0);
     const int32_t mask = shift ? (1 << shift) - 1 : -1;
     int64_t skippable = 0, far = 0;
     for (int64_t i = 0; i < n; i++)
@@ -817,9 +818,22 @@ static void check_pp_step(int d, km_precision prec, double offset, int shift)
     }
     assert_true(red[0] > 0);                       /* row 17 itself: distance 0 */
     assert_true(skippable > (int64_t)n * m / 2);   /* clustered: most pairs skipped */
-    /* candidate 2 becomes centroid s (the marks are those of the D above) */
+    /* candidate 2 becomes centroid s (the marks are those of the D above); with the
+     * marks, the E kept by the reductions give the same D and near bit for bit */
     memcpy(D0, D, sizeof(double) * n);
+    double *Dk = malloc(sizeof(double) * n);
+    int32_t *neark = malloc(sizeof(int32_t) * n);
+    memcpy(Dk, D, sizeof(double) * n);
+    memcpy(neark, near, sizeof(int32_t) * n);
     km_pp_lower(&cc, 2, x, n, thr, s, D, near, shift);
+    if (shift) {
+        km_pp_lower_kept(m, 2, n, low, s, Dk, neark, shift);
+        assert_memory_equal(Dk, D, sizeof(double) * n);
+        assert_memory_equal(neark, near, sizeof(int32_t) * n);
+    }
+    free(Dk);
+    free(neark);
+    free(low);
     for (int64_t i = 0; i < n; i++) {
         double e = km_dist_exact(x, i, d, prec, cand + 2 * d);
         assert_true(D[i] == (e < D0[i] ? e : D0[i]));
