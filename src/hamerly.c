@@ -419,8 +419,10 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
             h->lower[g] = km_down_f(l);
             continue;
         }
-        if (!near_row(h, kc, xr, g, e, u, m, labels, acc, ws))
+        if (!near_row(h, kc, xr, g, e, u, m, labels, acc, ws)) {
+            acc->distances -= 1;   /* the kernel's k stand for the row: skipped stays >= 0 */
             gather_row(h, kc, b, xr, g, a, labels, acc, ws, m);
+        }
     }
 }
 

@@ -54,6 +54,9 @@ class SameAsLloyd(unittest.TestCase):
                 for key in ("iterations", "stop_reason", "inertia"):
                     self.assertEqual(a["attrs"][key], b["attrs"][key], key)
                 skipped.append(b["history"]["skipped"])
+                # a share of the n x k distances: never more work than Lloyd's
+                self.assertTrue(all(0 <= v <= 1 for v in skipped[-1]),
+                                "%s %s: skipped %s" % (name, alg, skipped[-1]))
             for s in skipped[1:]:   # what was skipped does not depend on the layout either
                 np.testing.assert_array_equal(s, skipped[0])
             first[alg] = skipped[0]
@@ -110,8 +113,13 @@ class SameAsLloyd(unittest.TestCase):
         a, skipped = self.compare("wide", w.astype(np.float32), args, configs=[(1, 1), (2, 2)])
         self.assertGreater(a["attrs"]["iterations"], 20)
         self.assertGreater(skipped["yinyang"][-1], 0.5)
-        self.assertTrue(all(skipped["yinyang"] >= 0))        # never more than Lloyd's
         self.compare("wide-baseline", (w + 40).astype(np.float32), args, configs=[(2, 1)])
+        # few passes, every row in doubt tightened and then sent to the kernel: the
+        # kernel's k distances stand for the row (compare: skipped never below 0)
+        c = 0.6 * rng.standard_normal((10, 4200))
+        v = c[rng.integers(0, 10, 500)] + rng.standard_normal((500, 4200))
+        self.compare("wide-few", v.astype(np.float32), ["-k", "10", "--init", "first",
+                                                        "--tol", "0"], configs=[(1, 1)])
 
     def test_near_lists(self):
         # k (d + 10) >= 4096: a Hamerly row in doubt gets exact distances to the centroids
