@@ -3,8 +3,11 @@
 #ifndef KM_INIT_H
 #define KM_INIT_H
 #include "comm.h"
+#include <stdio.h>
 #include "kmeans.h"
 #include "source.h"
+
+#define KM_INIT_PROGRESS_SECONDS 10.0   /* k-means++'s progress lines */
 
 /* What k-means++ calls on every rank between two steps when its centroids are
  * due to be saved (--checkpoint-seconds passed on some rank): save(ctx, chosen),
@@ -22,8 +25,6 @@ typedef struct {
  * checkpoint the centroids it had chosen (their rows filled); on return k, or,
  * when a stop signal came during k-means++ with --checkpoint, how many it has.
  * saver (or NULL): with --checkpoint, k-means++'s periodic saves. */
-#include <stdio.h>
-#define KM_INIT_PROGRESS_SECONDS 10.0
 int km_init_centroids(const km_comm *c, const km_options *opt, const km_block *blk,
                       km_source *src, double *centroids, int32_t *scratch, FILE *progress,
                       const km_init_saver *saver, int *chosen, km_error *err);

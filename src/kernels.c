@@ -69,7 +69,8 @@ struct km_workspace {
     omp_lock_t *locks; /* k, owned by the km_threads */
     int64_t *vals;     /* d: with shared, a moving row's values as fixed-point integers */
     uint64_t *run;     /* k x d: fixed-point bit sums not yet in a km_acc (fixed.h) */
-    int32_t *runcount; /* k: rows added to or taken from run[c], at most KM_FX_RUN */
+    int32_t *runcount; /* k: rows added to or taken from run[c], at most KM_FX_RUN
+                          (this and the next two: only with run) */
     int32_t *net;      /* k: rows added minus rows taken (the bits' offset) */
     int *touched;      /* clusters with runcount > 0 */
     int ntouched;
@@ -468,16 +469,17 @@ static km_workspace *workspace_new(const km_centers *kc, km_acc *shared, omp_loc
     }
     ws->shared = shared;
     ws->locks = locks;
-    if (shared)
+    if (shared) {   /* no runs (ntouched stays 0, so flush_runs reads nothing) */
         ws->vals = malloc(sizeof(int64_t) * (size_t)kc->d);
-    else
+    } else {
         ws->run = calloc((size_t)kc->k * kc->d, sizeof(uint64_t));
-    ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
-    ws->net = calloc((size_t)kc->k, sizeof(int32_t));
-    ws->touched = malloc(sizeof(int) * (size_t)kc->k);
+        ws->runcount = calloc((size_t)kc->k, sizeof(int32_t));
+        ws->net = calloc((size_t)kc->k, sizeof(int32_t));
+        ws->touched = malloc(sizeof(int) * (size_t)kc->k);
+    }
     ws->d = kc->d;
-    if (!ws->xt || !ws->part || !(ws->run || ws->vals) || !ws->runcount || !ws->net
-        || !ws->touched) {
+    if (!ws->xt || !ws->part
+        || (shared ? !ws->vals : !ws->run || !ws->runcount || !ws->net || !ws->touched)) {
         km_workspace_free(ws);
         return NULL;
     }
