@@ -24,7 +24,7 @@ OBJ  := $(SRC:src/%.c=build/%.o)
 LIB  := $(filter-out build/main.o,$(OBJ))
 UNIT := $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/*.c))
 
-.PHONY: all test unit integration slurm-test bench bench-pruned kbench demo clean install
+.PHONY: all test unit integration slurm-test bench bench-pruned kbench rowbench demo clean install
 all: bin/kmeans
 
 bin/kmeans: $(OBJ)
@@ -44,8 +44,9 @@ build/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-# build/kbench is built (not run) so that a change of the kernels' API cannot leave it broken
-unit: $(UNIT) build/kbench
+# build/kbench and build/rowbench are built (not run) so that a change of the kernels'
+# API cannot leave them broken
+unit: $(UNIT) build/kbench build/rowbench
 	@for t in $(UNIT); do OMP_NUM_THREADS=2 ./$$t || exit 1; done
 
 integration: bin/kmeans
@@ -62,6 +63,13 @@ demo:
 
 build/kbench: scripts/kbench.c scripts/fma_peak.h $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
+
+build/rowbench: scripts/rowbench.c $(LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+rowbench: build/rowbench
+	OMP_NUM_THREADS=1 ./build/rowbench 20000 16
+	OMP_NUM_THREADS=1 ./build/rowbench 784 256 70000
 
 kbench: build/kbench
 	OMP_NUM_THREADS=1 ./build/kbench 32 64
