@@ -13,6 +13,10 @@
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
 #define KM_KEEP_SCORES_D 64   /* from this d on, storing the scores costs < 2 % of them */
+/* The pruned strategies' upper bound of a row's distance to its centroid comes from the
+ * fast scores when their two sides are within 1/KM_EB_SLACK of each other, else
+ * from km_dist_exact (a second pass over the row in float64). */
+#define KM_EB_SLACK 64
 /* rescore, used below KM_KEEP_SCORES_D, sums a row in one block as the kernel does there */
 _Static_assert(KM_KEEP_SCORES_D <= KM_DBLOCK, "rescore assumes one d-block");
 

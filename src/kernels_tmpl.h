@@ -233,14 +233,16 @@ static void FN(rescore)(const km_centers *kc, const REAL *restrict xr, REAL *res
 
 /* Finish one row: certify or recheck the argmin, then record a move in acc
  * (a row that keeps its label costs nothing more). With eb != NULL (the
- * pruned strategies' bounds): *eb = that exact distance, *lb2 = a lower bound of
- * the squared distance to every other centroid (lb_fast from the scores, or the
- * exact runner-up when the row was rechecked), before the relative margin of
+ * pruned strategies' bounds): *eb >= the squared distance to the chosen centroid
+ * (its exact distance, or eb_up when finite: the scores' upper side, which the
+ * caller passes only when it is tight), *lb2 = a lower bound of the squared
+ * distance to every other centroid (lb_fast from the scores, or the exact
+ * runner-up when the row was rechecked), before the relative margin of
  * km_dist_exact's rounding, which the caller applies. */
 static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL second,
                            REAL lim, int bi, int32_t *label, km_acc *acc, km_workspace *ws,
-                           double lb_fast, double lb_lim, const REAL *sc, double *eb,
-                           double *lb2)
+                           double lb_fast, double lb_lim, const REAL *sc, double eb_up,
+                           double *eb, double *lb2)
 {
     const int k = kc->k, d = kc->d;
     double e_best = -1;   /* the chosen centroid's exact distance, once known */
@@ -272,7 +274,8 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
         lb_fast = some && lb_lim < e_second ? lb_lim : e_second;
     }
     if (eb) {
-        *eb = e_best >= 0 ? e_best : km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)bi * d);
+        *eb = e_best >= 0 ? e_best
+              : eb_up < INFINITY ? eb_up : km_dist_exact(xr, 0, d, PREC, kc->c64 + (size_t)bi * d);
         *lb2 = lb_fast;
     }
     take_row(kc, xr, bi, label, acc, ws);
@@ -489,16 +492,23 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             const int h = (int)(i / VL), l = (int)(i % VL);
             if (!eb && st.b2[h][l] > lim[h][l] && labels[r0 + i] == (int32_t)st.i1[h][l])
                 continue;   /* no near-tie, no move: finish_row would do nothing */
-            double lbf = 0, lbl = 0, base = 0;
+            double lbf = 0, lbl = 0, base = 0, up = INFINITY;
             if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
                            less twice the scores' error bound and xn's rounding; for the
                            centroids scored above lim, the same with lim */
                 base = FN(score_base)(kc, &se, xn[h][l]);
                 lbf = base + (double)st.b2[h][l];
                 lbl = base + (double)lim[h][l];
+                /* the best's upper side, when within 1/64 of its lower one: the
+                   bound it gives is then about as tight as the exact distance,
+                   which would read the row again in float64 */
+                const double lo = base + (double)st.b1[h][l];
+                const double hi = FN(score_top)(kc, &se, xn[h][l]) + (double)st.b1[h][l];
+                if ((hi - lo) * KM_EB_SLACK < lo)
+                    up = hi;
             }
             FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
-                           labels + r0 + i, acc, ws, lbf, lbl, keep ? keep + i : NULL,
+                           labels + r0 + i, acc, ws, lbf, lbl, keep ? keep + i : NULL, up,
                            eb ? eb + r0 + i : NULL, lb2 ? lb2 + r0 + i : NULL);
             if (gb)   /* needs eb, lb2: the label is final now */
                 FN(group_bounds)(kc, gb, keep ? keep + i : NULL, labels[r0 + i], base,

@@ -472,19 +472,22 @@ static void test_bounds(void **state)
 {
     (void)state;
     for (int p = 0; p < 2; p++)
-        for (int kind = 0; kind < 8; kind++) {
+        for (int kind = 0; kind < 9; kind++) {
             const int k = 13, t = 4;
-            const int d =
-                kind == 1 ? 24 : kind == 7 ? 4000 : kind >= 5 ? 700 : kind >= 3 ? 80 : 37;
+            const int d = kind == 8 ? 16 : kind == 1 ? 24 : kind == 7 ? 4000
+                          : kind >= 5 ? 700 : kind >= 3 ? 80 : 37;
             const int64_t n = kind == 7 ? 64 : 700;
             rng_state = 7 + 10 * p + kind;
             double *c64 = malloc(sizeof(double) * k * d), *x64 = malloc(sizeof(double) * n * d);
             const double base = kind == 2 || kind == 4 || kind == 6 ? 1e4 : 0;
-            const double spread = kind == 1 ? 1e-6 : 1.0;
+            /* kind 8: rows 1e6 times nearer their centroid than the centroids are to
+             * each other, where the scores' upper side is far looser than eb may be */
+            const double spread = kind == 1 ? 1e-6 : kind == 8 ? 1e-3 : 1.0;
             for (int c = 0; c < k; c++)
                 for (int j = 0; j < d; j++)
                     c64[c * d + j] = base + (kind == 1 && c ? c64[j] : 0)
-                                     + (unif() - 0.5) * (kind == 1 && c ? spread : 4.0);
+                                     + (unif() - 0.5) * (kind == 1 && c ? spread
+                                                         : kind == 8 ? 4000.0 : 4.0);
             for (int64_t i = 0; i < n; i++)
                 for (int j = 0; j < d; j++)
                     x64[i * d + j] = c64[(i % k) * d + j] + (unif() - 0.5) * 3.0 * spread;
@@ -514,13 +517,18 @@ static void test_bounds(void **state)
             km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2, &gb);
             km_assign_naive(&kc, x, n, lab2, ref);
             const double margin = (d + 8) * 0x1p-52;
-            int tight = 0, gtight = 0, stight = 0, gcount = 0, ttight = 0;
+            int tight = 0, gtight = 0, stight = 0, gcount = 0, ttight = 0, fromscores = 0;
             for (int64_t i = 0; i < n; i++) {
                 assert_int_equal(lab[i], lab2[i]);           /* the labels are Lloyd's */
-                if (eb[i] != km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d))
-                    fail_msg("prec %d kind %d row %lld: eb %.17g exact %.17g", p, kind,
-                             (long long)i, eb[i],
-                             km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d));
+                /* eb: an upper bound of the true squared distance to the own centroid
+                 * (within km_dist_exact's margin), and within 1/32 of it: the exact
+                 * distance, or the scores' upper side where it is that tight */
+                const long double own = ref_dist(x, prec, i, d, c64 + (size_t)lab[i] * d);
+                if (!((long double)eb[i] * (1 + margin) >= own)
+                    || !((long double)eb[i] <= own * (1 + 1.0L / 32) + 1e-300L))
+                    fail_msg("prec %d kind %d row %lld: eb %.17g, distance %.17Lg", p, kind,
+                             (long long)i, eb[i], own);
+                fromscores += eb[i] != km_dist_exact(x, i, d, prec, c64 + (size_t)lab[i] * d);
                 long double second = INFINITY;
                 for (int c = 0; c < k; c++)
                     if (c != lab[i]) {
@@ -588,6 +596,7 @@ static void test_bounds(void **state)
                 assert_true(tight > n / 2);
                 assert_true(stight > n * (k - 1) / 2);
                 assert_true(ttight > n * k / 2);   /* top within 5 %: worth a try */
+                assert_true(fromscores > n / 2);   /* eb from the scores, tested above */
             }
             if (kind == 3 || kind == 5)   /* per group, from the scores: sharper than lb2 */
                 assert_true(gtight > gcount / 2);
