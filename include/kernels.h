@@ -136,10 +136,11 @@ typedef struct {
                            when there is none), before the margin as for lb2 */
 } km_group_bounds;
 
-/* As km_assign_block, and for each row i: eb[i] = its exact squared distance to
- * the chosen centroid, lb2[i] = a lower bound of its squared distance to any other
- * centroid, still to be lowered by the relative rounding margin of
- * km_dist_exact ((d + 8) 2^-52 is safe). For the pruned strategies. With gb, the
+/* As km_assign_block, and for each row i: eb[i] = an upper bound of its squared
+ * distance to the chosen centroid within 1/64 of it (its exact distance, or the
+ * scores' upper side where that is as tight), lb2[i] = a lower bound of its squared
+ * distance to any other centroid; both still to be widened by the relative rounding
+ * margin of km_dist_exact ((d + 8) 2^-52 is safe). For the pruned strategies. With gb, the
  * same per group of centroids: from the row's scores when the kernel keeps them
  * (d >= 64), else lb2 for every group. */
 void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
