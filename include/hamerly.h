@@ -11,7 +11,8 @@
  * centroids that lie within twice its distance of its own (each centroid keeps a
  * list of its 32 nearest), when there are at most 16 of them, and on down the list
  * while one could be its runner-up; every other point in doubt goes through the
- * same fast kernel as Lloyd's, gathered into blocks. */
+ * same fast kernel as Lloyd's, gathered into blocks (by pointer where the rows stay
+ * in place until the pass's flush, else copied). */
 #ifndef KM_HAMERLY_H
 #define KM_HAMERLY_H
 #include "kernels.h"

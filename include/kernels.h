@@ -146,6 +146,11 @@ typedef struct {
 void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                             km_acc *acc, km_workspace *ws, double *eb, double *lb2,
                             const km_group_bounds *gb);
+/* The same for n rows anywhere (rows[i]: one row of d values), without group
+ * bounds: the kernel reads them where they are, no gathered copy. */
+void km_assign_rows_bounds(const km_centers *kc, const void *const *rows, int64_t n,
+                           int32_t *labels, km_acc *acc, km_workspace *ws, double *eb,
+                           double *lb2);
 /* Row xr's label becomes c: when that is a move, add it to acc exactly as the
  * kernel would (out of *label's cluster, into c's, one changed label). */
 void km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km_acc *acc,

@@ -34,10 +34,11 @@
 #define KM_HAMERLY_NEAR_KD 4096
 
 typedef struct {
-    void *x;          /* gathered rows that need every distance */
+    void *x;          /* gathered rows that need every distance (copies) */
+    const void **xp;  /* or where they are (by_pointer) */
     int32_t *lab;     /* their labels */
     int64_t *row;     /* their local row numbers */
-    double *eb, *lb2; /* the kernel's exact distance and runner-up bound */
+    double *eb, *lb2; /* the kernel's bounds: own distance (above), runner-up (below) */
     int64_t n;
     double *lb;       /* the moved lower bounds of a block's rows in doubt */
     int64_t *rest;    /* those rows */
@@ -65,6 +66,7 @@ struct km_hamerly {
     float max2_f;     /* >= every drift but arg1's */
     int arg1;         /* the centroid that drifted most (-1: none) */
     int valid;        /* the bounds hold for prev */
+    int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
     gather_buf *buf;  /* per thread */
 };
 
@@ -120,7 +122,7 @@ size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_r
     const size_t esize = prec == KM_F32 ? 4 : 8;
     return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 3 * (size_t)k)
            + 12 * (size_t)k * KM_HAMERLY_NEAR
-           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 5 + 1);
+           + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 6 + 1);
 }
 
 void km_hamerly_free(km_hamerly *h)
@@ -129,6 +131,7 @@ void km_hamerly_free(km_hamerly *h)
         return;
     for (int t = 0; h->buf && t < h->nt; t++) {
         free(h->buf[t].x);
+        free(h->buf[t].xp);
         free(h->buf[t].lab);
         free(h->buf[t].row);
         free(h->buf[t].eb);
@@ -180,6 +183,7 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     for (int t = 0; ok && t < h->nt; t++) {
         gather_buf *b = &h->buf[t];
         b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
+        b->xp = malloc(sizeof(void *) * (size_t)h->cap);
         b->lab = malloc(sizeof(int32_t) * (size_t)h->cap);
         b->row = malloc(sizeof(int64_t) * (size_t)h->cap);
         b->eb = malloc(sizeof(double) * (size_t)h->cap);
@@ -187,7 +191,7 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
         b->lb = malloc(sizeof(double) * (size_t)h->cap);
         b->rest = malloc(sizeof(int64_t) * (size_t)h->cap);
         b->doubt = malloc((size_t)h->cap + 8);
-        ok = b->x && b->lab && b->row && b->eb && b->lb2 && b->lb && b->rest && b->doubt;
+        ok = b->x && b->xp && b->lab && b->row && b->eb && b->lb2 && b->lb && b->rest && b->doubt;
     }
     if (!ok) {
         km_hamerly_free(h);
@@ -319,7 +323,10 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
 {
     if (!b->n)
         return;
-    km_assign_block_bounds(kc, b->x, b->n, b->lab, acc, ws, b->eb, b->lb2, NULL);
+    if (h->by_pointer)
+        km_assign_rows_bounds(kc, b->xp, b->n, b->lab, acc, ws, b->eb, b->lb2);
+    else
+        km_assign_block_bounds(kc, b->x, b->n, b->lab, acc, ws, b->eb, b->lb2, NULL);
     for (int64_t j = 0; j < b->n; j++) {
         labels[b->row[j]] = b->lab[j];
         set_bounds(h, b->row[j], b->eb[j], b->lb2[j], m);
@@ -374,8 +381,11 @@ static void gather_row(km_hamerly *h, const km_centers *kc, gather_buf *b, const
                        int64_t g, int a, int32_t *labels, km_acc *acc, km_workspace *ws,
                        double m)
 {
-    const size_t rowbytes = h->esize * (size_t)h->d;
-    memcpy((char *)b->x + (size_t)b->n * rowbytes, xr, rowbytes);
+    if (h->by_pointer)
+        b->xp[b->n] = xr;
+    else
+        memcpy((char *)b->x + (size_t)b->n * h->esize * (size_t)h->d, xr,
+               h->esize * (size_t)h->d);
     b->lab[b->n] = a;
     b->row[b->n++] = g;
     if (b->n == h->cap)
@@ -397,6 +407,14 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
                           gather_buf *b, double m)
 {
     const size_t rowbytes = h->esize * (size_t)h->d;
+    if (!h->near_max && h->by_pointer) {   /* the kernel fetches them, a row group ahead */
+        for (int64_t j = 0; j < nrest; j++) {
+            const int64_t i = b->rest[j];
+            gather_row(h, kc, b, x + (size_t)i * rowbytes, first + i, labels[first + i], labels,
+                       acc, ws, m);
+        }
+        return;
+    }
     km_prefetch_first(x, rowbytes, b->rest, nrest, KM_HAMERLY_AHEAD);
     for (int64_t j = 0; j < nrest; j++) {
         if (j + KM_HAMERLY_AHEAD < nrest)
@@ -478,6 +496,11 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
     const double m = km_bound_margin(h->d);
     if (h->valid)
         centroid_moves(h, kc->c64, m);
+    /* rows in doubt go to the kernel where they are when they stay there until
+     * the walk's flush (a source that hands out its chunks; a reading source
+     * reuses each thread's buffer block after block), and are short enough for
+     * the kernel to fetch a row group ahead whole (km_assign_rows_bounds) */
+    h->by_pointer = !src->read && h->esize * (size_t)h->d <= 512;
     const km_walk w = {mark, work, flush};
     km_pass P = {kc, labels, th, m, h};
     if (km_walk_rows(src, th, h->cap, &w, &P, err))

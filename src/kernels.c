@@ -516,9 +516,9 @@ void km_assign_block(const km_centers *kc, const void *x, int64_t rows,
                      int32_t *labels, km_acc *acc, km_workspace *ws)
 {
     if (kc->prec == KM_F32)
-        assign_block_f32(kc, x, rows, labels, acc, ws, NULL, NULL, NULL);
+        assign_block_f32(kc, x, NULL, rows, labels, acc, ws, NULL, NULL, NULL);
     else
-        assign_block_f64(kc, x, rows, labels, acc, ws, NULL, NULL, NULL);
+        assign_block_f64(kc, x, NULL, rows, labels, acc, ws, NULL, NULL, NULL);
     flush_runs(ws, acc);
 }
 
@@ -599,9 +599,9 @@ void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, i
                             km_threads *th, int t)
 {
     if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
-        assign_block_f32(kc, x, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
+        assign_block_f32(kc, x, NULL, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
     else
-        assign_block_f64(kc, x, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
+        assign_block_f64(kc, x, NULL, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
 }
 
 int km_threads_rowbufs(km_threads *th, size_t bytes)
@@ -629,9 +629,21 @@ void km_assign_block_bounds(const km_centers *kc, const void *x, int64_t rows, i
                             const km_group_bounds *gb)
 {
     if (kc->prec == KM_F32)
-        assign_block_f32(kc, x, rows, labels, acc, ws, eb, lb2, gb);
+        assign_block_f32(kc, x, NULL, rows, labels, acc, ws, eb, lb2, gb);
     else
-        assign_block_f64(kc, x, rows, labels, acc, ws, eb, lb2, gb);
+        assign_block_f64(kc, x, NULL, rows, labels, acc, ws, eb, lb2, gb);
+}
+
+void km_assign_rows_bounds(const km_centers *kc, const void *const *rows, int64_t n,
+                           int32_t *labels, km_acc *acc, km_workspace *ws, double *eb,
+                           double *lb2)
+{
+    if (kc->prec == KM_F32)
+        assign_block_f32(kc, NULL, (const float *const *)rows, n, labels, acc, ws, eb, lb2,
+                         NULL);
+    else
+        assign_block_f64(kc, NULL, (const double *const *)rows, n, labels, acc, ws, eb, lb2,
+                         NULL);
 }
 
 km_workspace *km_threads_workspace(km_threads *th, int t)

@@ -160,14 +160,11 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
 #if KM_VBYTES / ESIZE == 8
 /* 8 x 8 block transpose with the unpack / shuffle / lane-permute network
  * (compiles to vunpck*, vshufp*, vperm2f128 on AVX). Used when VL == 8. */
-static inline void FN(transpose8)(const REAL *restrict src, int64_t lds, REAL *restrict dst,
-                                  int64_t ldd)
+static inline void FN(transpose8r)(VEC r[8], REAL *restrict dst, int64_t ldd)
 {
     typedef __typeof__(((VI){0})[0]) lane_t;
     typedef lane_t M __attribute__((vector_size(sizeof(VEC))));
-    VEC r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = FN(vload)(src + i * lds);
+    VEC t[8], u[8];
     const M lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
     const M s0 = {0, 1, 8, 9, 4, 5, 12, 13}, s1 = {2, 3, 10, 11, 6, 7, 14, 15};
     const M p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
@@ -186,6 +183,25 @@ static inline void FN(transpose8)(const REAL *restrict src, int64_t lds, REAL *r
         memcpy(dst + i * ldd, &a, sizeof a);
         memcpy(dst + (i + 4) * ldd, &b, sizeof b);
     }
+}
+
+static inline void FN(transpose8)(const REAL *restrict src, int64_t lds, REAL *restrict dst,
+                                  int64_t ldd)
+{
+    VEC r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = FN(vload)(src + i * lds);
+    FN(transpose8r)(r, dst, ldd);
+}
+
+/* The same from 8 rows anywhere (src[i] + j). */
+static inline void FN(transpose8p)(const REAL *const *src, int j, REAL *restrict dst,
+                                   int64_t ldd)
+{
+    VEC r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = FN(vload)(src[i] + j);
+    FN(transpose8r)(r, dst, ldd);
 }
 #define KM_HAVE_T8 1
 #else
@@ -210,6 +226,25 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int
     for (int64_t i = 0; i < nr; i++)
         for (int jj = j; jj < j1; jj++)
             xt[(size_t)(jj - j0) * RV + i] = x[i * d + jj];
+}
+
+/* The same from rows anywhere (rp[0..nr)). */
+static void FN(transpose_p)(const REAL *const *rp, int64_t nr, int j0, int j1,
+                            REAL *restrict xt)
+{
+    int j = j0;
+    if (nr < RV)
+        memset(xt, 0, sizeof(REAL) * (size_t)(j1 - j0) * RV);
+#if KM_HAVE_T8
+    if (VL == 8 && nr == RV) {
+        for (; j + 8 <= j1; j += 8)
+            for (int b = 0; b < RV; b += 8)
+                FN(transpose8p)(rp + b, j, xt + (size_t)(j - j0) * RV + b, RV);
+    }
+#endif
+    for (int64_t i = 0; i < nr; i++)
+        for (int jj = j; jj < j1; jj++)
+            xt[(size_t)(jj - j0) * RV + i] = rp[i][jj];
 }
 #undef KM_HAVE_T8
 
@@ -425,7 +460,8 @@ static void FN(group_bounds)(const km_centers *kc, const km_group_bounds *gb,
     }
 }
 
-static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64_t rows,
+static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
+                             const REAL *const *rowp, int64_t rows,
                              int32_t *restrict labels, km_acc *acc,
                              km_workspace *ws, double *eb, double *lb2,
                              const km_group_bounds *gb)
@@ -441,9 +477,11 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
            the few line-fill buffers and stalled the loads of the transposition
            (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
         const int64_t ahead = rows - r0 - RV;
-        const char *pf = (const char *)(ahead > 0 ? x + (r0 + RV) * d : x);
+        const char *pf = (const char *)(ahead > 0 && !rowp ? x + (r0 + RV) * d : x);
         const size_t pf_bytes =
-            ahead > 0 ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
+            ahead > 0 && !rowp ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
+        const int64_t pn = rowp && ahead > 0 ? (ahead < RV ? ahead : RV) : 0;
+        size_t pq = 0;   /* rows anywhere: the next group's, a few before each call */
         const size_t pf_step = (pf_bytes / pf_calls + 127) / 64 * 64;
         size_t pf_done = 0;
         FN(argmin_state) st;
@@ -458,7 +496,10 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
         /* d-block by d-block, so the transposed block stays in L1 whatever d is */
         for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
             const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
-            FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
+            if (rowp)
+                FN(transpose_p)(rowp + r0, nr, j0, j1, xt);
+            else
+                FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
             VEC xb[2] = {{0}, {0}};
             for (int j = 0; j < j1 - j0; j++) {   /* ||x||^2 per lane, for the error bound */
                 VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
@@ -477,6 +518,10 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
             for (int g = 0; g < ng; g++) {
                 for (size_t o = 0; o < pf_step && pf_done < pf_bytes; o += 64, pf_done += 64)
                     __builtin_prefetch(pf + pf_done, 0, 3);
+                for (int64_t i = (int64_t)(pq * pn / pf_calls),
+                             e = (int64_t)(++pq * pn / pf_calls); i < e; i++)
+                    for (size_t o = 0; o < d * sizeof(REAL) && o < 512; o += 64)
+                        __builtin_prefetch((const char *)rowp[r0 + RV + i] + o, 0, 3);
                 FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep);
             }
         }
@@ -507,7 +552,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x, int64
                 if ((hi - lo) * KM_EB_SLACK < lo)
                     up = hi;
             }
-            FN(finish_row)(kc, x + (r0 + i) * d, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
+            const REAL *xr = rowp ? rowp[r0 + i] : x + (r0 + i) * d;
+            FN(finish_row)(kc, xr, st.b2[h][l], lim[h][l], (int)st.i1[h][l],
                            labels + r0 + i, acc, ws, lbf, lbl, keep ? keep + i : NULL, up,
                            eb ? eb + r0 + i : NULL, lb2 ? lb2 + r0 + i : NULL);
             if (gb)   /* needs eb, lb2: the label is final now */

@@ -609,6 +609,64 @@ static void test_bounds(void **state)
         }
 }
 
+/* Rows handed to the kernel by pointer, in any order, give what their gathered
+ * copy gives, bit for bit: labels, bounds and totals (both precisions; widths
+ * with and without the 8 x 8 transposition, a partial last row group). */
+static void test_rows_by_pointer(void **state)
+{
+    (void)state;
+    const int widths[] = {5, 24, 37, 300};
+    const int64_t n = 203;
+    const int k = 7;
+    for (int p = 0; p < 2; p++)
+        for (int w = 0; w < 4; w++) {
+            const int d = widths[w];
+            const size_t es = p == 0 ? 4 : 8, rb = es * (size_t)d;
+            rng_state = 31 + 4 * p + w;
+            double *c64 = malloc(sizeof(double) * k * d), *x64 = malloc(sizeof(double) * n * d);
+            for (int64_t i = 0; i < (int64_t)k * d; i++)
+                c64[i] = (unif() - 0.5) * 4;
+            for (int64_t i = 0; i < n * d; i++)
+                x64[i] = c64[(i / d) % k * d + i % d] + (unif() - 0.5) * 3;
+            km_precision prec = (km_precision)p;
+            char *x = make_data(prec, n, d, x64), *y = malloc(rb * n);
+            const void **rows = malloc(sizeof(void *) * n);
+            for (int64_t i = 0; i < n; i++) {   /* a scrambled order, copied and pointed at */
+                const int64_t src = (i * 37) % n;
+                memcpy(y + i * rb, x + src * rb, rb);
+                rows[i] = x + src * rb;
+            }
+            km_centers kc;
+            km_error err = {0};
+            km_centers_init(&kc, k, d, prec, &err);
+            set_range(&kc, x, n);
+            km_centers_load(&kc, c64);
+            km_workspace *ws = km_workspace_new(&kc, n);
+            km_acc *a = km_acc_new(k, d), *b = km_acc_new(k, d), *ref = km_acc_new(k, d);
+            int32_t *la = malloc(sizeof(int32_t) * n), *lb = malloc(sizeof(int32_t) * n);
+            int32_t *lr = malloc(sizeof(int32_t) * n);
+            double *ea = malloc(sizeof(double) * n), *eb = malloc(sizeof(double) * n);
+            double *ga = malloc(sizeof(double) * n), *gb = malloc(sizeof(double) * n);
+            for (int64_t i = 0; i < n; i++)
+                la[i] = lb[i] = lr[i] = -1;
+            km_assign_block_bounds(&kc, y, n, la, a, ws, ea, ga, NULL);
+            km_assign_rows_bounds(&kc, rows, n, lb, b, ws, eb, gb);
+            km_assign_naive(&kc, y, n, lr, ref);
+            assert_memory_equal(lb, lr, sizeof(int32_t) * n);   /* Lloyd's labels */
+            assert_memory_equal(lb, la, sizeof(int32_t) * n);
+            assert_memory_equal(eb, ea, sizeof(double) * n);
+            assert_memory_equal(gb, ga, sizeof(double) * n);
+            assert_memory_equal(b->sums, a->sums, sizeof(km_i128) * k * d);
+            assert_memory_equal(b->sq, a->sq, sizeof(km_i128) * k);
+            assert_memory_equal(b->counts, a->counts, sizeof(double) * k);
+            free(la); free(lb); free(lr); free(ea); free(eb); free(ga); free(gb);
+            free(rows); free(x); free(y); free(x64); free(c64);
+            km_acc_free(a); km_acc_free(b); km_acc_free(ref);
+            km_workspace_free(ws);
+            km_centers_free(&kc);
+        }
+}
+
 /* Values of wildly different magnitude: plain float64 sums depend on the order,
  * the kernel's exact totals must not (any block size, any thread count). */
 static void test_order_independent(void **state)
@@ -1072,6 +1130,7 @@ int main(void)
         cmocka_unit_test(test_ties),
         cmocka_unit_test(test_near_ties),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_rows_by_pointer),
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),
