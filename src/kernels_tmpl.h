@@ -158,13 +158,17 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
 }
 
 #if KM_VBYTES / ESIZE == 8
-/* 8 x 8 block transpose with the unpack / shuffle / lane-permute network
- * (compiles to vunpck*, vshufp*, vperm2f128 on AVX). Used when VL == 8. */
-static inline void FN(transpose8r)(VEC r[8], REAL *restrict dst, int64_t ldd)
+/* 8 x 8 block transpose (rows src[0..8), columns [j, j + 8)) with the unpack /
+ * shuffle / lane-permute network (compiles to vunpck*, vshufp*, vperm2f128 on
+ * AVX). Used when VL == 8. */
+static inline void FN(transpose8)(const REAL *const *src, int j, REAL *restrict dst,
+                                  int64_t ldd)
 {
     typedef __typeof__(((VI){0})[0]) lane_t;
     typedef lane_t M __attribute__((vector_size(sizeof(VEC))));
-    VEC t[8], u[8];
+    VEC r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = FN(vload)(src[i] + j);
     const M lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
     const M s0 = {0, 1, 8, 9, 4, 5, 12, 13}, s1 = {2, 3, 10, 11, 6, 7, 14, 15};
     const M p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
@@ -184,51 +188,13 @@ static inline void FN(transpose8r)(VEC r[8], REAL *restrict dst, int64_t ldd)
         memcpy(dst + (i + 4) * ldd, &b, sizeof b);
     }
 }
-
-static inline void FN(transpose8)(const REAL *restrict src, int64_t lds, REAL *restrict dst,
-                                  int64_t ldd)
-{
-    VEC r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = FN(vload)(src + i * lds);
-    FN(transpose8r)(r, dst, ldd);
-}
-
-/* The same from 8 rows anywhere (src[i] + j). */
-static inline void FN(transpose8p)(const REAL *const *src, int j, REAL *restrict dst,
-                                   int64_t ldd)
-{
-    VEC r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = FN(vload)(src[i] + j);
-    FN(transpose8r)(r, dst, ldd);
-}
 #define KM_HAVE_T8 1
 #else
 #define KM_HAVE_T8 0
 #endif
 
-/* Transpose columns [j0, j1) of rows [0, nr) of x into xt ((j1 - j0) x RV),
+/* Transpose columns [j0, j1) of rows rp[0..nr) into xt ((j1 - j0) x RV),
  * zero-padding lanes nr..RV-1. */
-static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int j1,
-                          REAL *restrict xt)
-{
-    int j = j0;
-    if (nr < RV)
-        memset(xt, 0, sizeof(REAL) * (size_t)(j1 - j0) * RV);
-#if KM_HAVE_T8
-    if (VL == 8 && nr == RV) {
-        for (; j + 8 <= j1; j += 8)
-            for (int b = 0; b < RV; b += 8)
-                FN(transpose8)(x + (int64_t)b * d + j, d, xt + (size_t)(j - j0) * RV + b, RV);
-    }
-#endif
-    for (int64_t i = 0; i < nr; i++)
-        for (int jj = j; jj < j1; jj++)
-            xt[(size_t)(jj - j0) * RV + i] = x[i * d + jj];
-}
-
-/* The same from rows anywhere (rp[0..nr)). */
 static void FN(transpose_p)(const REAL *const *rp, int64_t nr, int j0, int j1,
                             REAL *restrict xt)
 {
@@ -239,12 +205,22 @@ static void FN(transpose_p)(const REAL *const *rp, int64_t nr, int j0, int j1,
     if (VL == 8 && nr == RV) {
         for (; j + 8 <= j1; j += 8)
             for (int b = 0; b < RV; b += 8)
-                FN(transpose8p)(rp + b, j, xt + (size_t)(j - j0) * RV + b, RV);
+                FN(transpose8)(rp + b, j, xt + (size_t)(j - j0) * RV + b, RV);
     }
 #endif
     for (int64_t i = 0; i < nr; i++)
         for (int jj = j; jj < j1; jj++)
             xt[(size_t)(jj - j0) * RV + i] = rp[i][jj];
+}
+
+/* The same for rows [0, nr) of x (stride d). */
+static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int j1,
+                          REAL *restrict xt)
+{
+    const REAL *rp[RV];
+    for (int64_t i = 0; i < nr; i++)
+        rp[i] = x + i * d;
+    FN(transpose_p)(rp, nr, j0, j1, xt);
 }
 #undef KM_HAVE_T8
 
