@@ -86,20 +86,22 @@ static inline double max2d(double a, double b)
  * float sum or difference of normal floats is within a relative 2^-24 of the
  * truth (a difference that lands below the normal range is exact), so
  * fl(fl(a + b) (1 + 2^-22)) >= (a + b) (1 - 2^-24)^2 (1 + 2^-22) > a + b, and
- * the same downward. Results below 2^-100 are replaced (upper: 2^-99, lower:
- * 0), so u >= 2^-100 and a row is kept only by a z above u: the relative
- * bounds never meet the subnormal range. The kept test
+ * the same downward. Results below 2^-100 are raised by 2^-99 (upper) or
+ * replaced by 0 (lower), so u >= 2^-100 and a row is kept only by a z above u:
+ * the relative bounds never meet the subnormal range. The kept test
  * fl(u (1 + 2^-20)) < fl(z (1 - 2^-20)) implies u (1 + e) < z (1 - e) for any
  * margin e < 2^-21 (km_bound_margin(d) is, for d < 2^30). */
 #define KM_UP_F (1 + 0x1p-22f)
 #define KM_DOWN_F (1 - 0x1p-22f)
 #define KM_TINY_F 0x1p-100f
 
-/* >= upper + drift (NaN stays NaN: the row is then never kept). */
+/* >= upper + drift (NaN stays NaN: the row is then never kept). The raise is
+ * arithmetic: as a select (u < tiny ? 2 tiny : u) GCC 12 left mark_block's loop
+ * scalar ("control flow in loop"), though the loop is written to vectorise. */
 static inline float moved_upper_f(float upper, float drift)
 {
     const float u = (upper + drift) * KM_UP_F;
-    return u < KM_TINY_F ? 2 * KM_TINY_F : u;
+    return u + (float)(u < KM_TINY_F) * (2 * KM_TINY_F);
 }
 
 /* <= lower - by, and >= 0. */
