@@ -33,42 +33,41 @@ int km_comm_agree(const km_comm *c, km_error *err)
     return err->code;
 }
 
-static void allreduce(const km_comm *c, void *buf, size_t n, MPI_Datatype t, size_t esize,
-                      MPI_Op op)
+/* recv = op over ranks of send (NULL: recv in place), in calls of KM_MPI_CHUNK. */
+static void allreduce(const km_comm *c, const void *send, void *buf, size_t n, MPI_Datatype t,
+                      size_t esize, MPI_Op op)
 {
     for (size_t off = 0; off < n; off += KM_MPI_CHUNK) {
         int cnt = (int)(n - off < KM_MPI_CHUNK ? n - off : KM_MPI_CHUNK);
-        MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * esize, cnt, t, op, c->world);
+        MPI_Allreduce(send ? (const char *)send + off * esize : MPI_IN_PLACE,
+                      (char *)buf + off * esize, cnt, t, op, c->world);
     }
 }
 
 void km_comm_sum(const km_comm *c, double *buf, size_t n)
 {
-    allreduce(c, buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
+    allreduce(c, NULL, buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
 }
 
 void km_comm_sum_into(const km_comm *c, const double *send, double *recv, size_t n)
 {
-    for (size_t off = 0; off < n; off += KM_MPI_CHUNK) {
-        int cnt = (int)(n - off < KM_MPI_CHUNK ? n - off : KM_MPI_CHUNK);
-        MPI_Allreduce(send + off, recv + off, cnt, MPI_DOUBLE, MPI_SUM, c->world);
-    }
+    allreduce(c, send, recv, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
 }
 
 void km_comm_max(const km_comm *c, double *buf, size_t n)
 {
-    allreduce(c, buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX);
+    allreduce(c, NULL, buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX);
 }
 
 int64_t km_comm_max_i64(const km_comm *c, int64_t v)
 {
-    allreduce(c, &v, 1, MPI_INT64_T, sizeof v, MPI_MAX);
+    allreduce(c, NULL, &v, 1, MPI_INT64_T, sizeof v, MPI_MAX);
     return v;
 }
 
 void km_comm_max_i64v(const km_comm *c, int64_t *buf, int n)
 {
-    allreduce(c, buf, (size_t)n, MPI_INT64_T, sizeof *buf, MPI_MAX);
+    allreduce(c, NULL, buf, (size_t)n, MPI_INT64_T, sizeof *buf, MPI_MAX);
 }
 
 void km_comm_allgather_u64(const km_comm *c, const uint64_t *mine, int n, uint64_t *all)
