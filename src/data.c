@@ -126,29 +126,33 @@ static double node_bytes(void)
 }
 
 /* Bytes a rank needs besides its rows: labels, k-means++ distances, the
- * strategy's bounds, accumulators and centroid copies. */
-static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg, int groups)
+ * strategy's bounds, accumulators and centroid copies. pp: what k-means++ keeps
+ * besides (its exact distances from d = KM_PP_KEEP_D), freed before the fit
+ * allocates its threads' totals and bounds: the larger of the two counts. */
+static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg, int groups,
+                          double pp)
 {
     const int64_t rows = D->blk.rows, d = D->blk.d;
     const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
     /* k x d: the threads' totals (km_threads_bytes), and 11 x 16 bytes of totals,
      * the allreduce's buffers (limbs doubles, twice on more than one rank),
      * centroid copies and the unpack cache (km_unpack_cache: 2 doubles) */
-    double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw
-               + km_threads_bytes(threads, k, (int)d, D->shared_totals);
-    if (d >= KM_PP_KEEP_D)   /* k-means++'s kept E: rows x (2 + ln K) doubles */
-        b += 8.0 * (double)rows * (2 + (int)log((double)k));
+    const double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw;
+    double fit = km_threads_bytes(threads, k, (int)d, D->shared_totals);
     if (alg == KM_ALG_HAMERLY)
-        b += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
+        fit += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
     else if (alg == KM_ALG_YINYANG)
-        b += (double)km_yinyang_bytes(k, (int)d, rows, threads, groups, br, D->blk.prec);
-    return b;
+        fit += (double)km_yinyang_bytes(k, (int)d, rows, threads, groups, br, D->blk.prec);
+    return b + fmax(fit, pp);
 }
 
 int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int threads,
                  km_algorithm *alg, km_error *err)
 {
     const int node_ranks = km_comm_node_ranks(c);
+    /* k-means++'s kept E (init.c): rows x (2 + ln K) doubles */
+    const double pp = opt->init == KM_INIT_KMEANSPP && D->blk.d >= KM_PP_KEEP_D
+                      ? 8.0 * (double)D->blk.rows * (2 + (int)log((double)k)) : 0;
     D->memory_limit = opt->memory_limit ? opt->memory_limit
                                         : (int64_t)(0.8 * node_bytes() / node_ranks);
     const double limit = (double)D->memory_limit;
@@ -172,7 +176,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     D->shared_totals = 0;   /* fixed_bytes below: with their own */
     int shared = threads > 1 && own > fmax(KM_SHARED_FRACTION * rowbytes, KM_SHARED_MIN);
     if (threads > 1 && !shared)
-        shared = fixed_bytes(D, k, threads, KM_ALG_LLOYD, 1) + fmin(incore, stream_min) > limit;
+        shared = fixed_bytes(D, k, threads, KM_ALG_LLOYD, 1, pp) + fmin(incore, stream_min) > limit;
     const char *force = getenv("KMEANS_TEST_SHARED_TOTALS");   /* tests, measurements */
     if (threads > 1 && force && *force)
         shared = atoi(force) != 0;
@@ -184,7 +188,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     int64_t level = asked == KM_ALG_YINYANG ? 0 : asked == KM_ALG_HAMERLY ? 1 : 2;
     int64_t groups = advised;   /* Yinyang: halve the groups before giving it up */
     for (;;) {
-        if (level == 2 || fixed_bytes(D, k, threads, order[level], (int)groups)
+        if (level == 2 || fixed_bytes(D, k, threads, order[level], (int)groups, pp)
                               + fmin(incore, stream_min) <= limit)
             break;
         if (level == 0 && groups > 1)
@@ -196,7 +200,7 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     groups = -km_comm_max_i64(c, -groups);
     *alg = order[level];
     D->yinyang_groups = (int)groups;
-    const double fixed = fixed_bytes(D, k, threads, *alg, (int)groups);
+    const double fixed = fixed_bytes(D, k, threads, *alg, (int)groups, pp);
     if (*alg != asked)
         snprintf(D->note, sizeof D->note, "%s's bounds do not fit --memory-limit; using %s",
                  km_algorithm_name(asked), km_algorithm_name(*alg));
