@@ -30,6 +30,15 @@
  * ~10 % loose and an exact distance cheap. */
 #define KM_YY_SCORE_FIRST_D 4096
 #define KM_YY_TOP_SLACK 1.05
+/* With one centroid a group (t = k: Elkan's bounds, which km_yinyang_groups gives
+ * wide rows, d >= 64 k), a row read anyway also rescores up to this many centroids
+ * that its bounds did settle, those with the least bounds: they are the bounds that
+ * fail first in the next passes, and two scores now cost less than fetching the row
+ * again. 10,000 x 20,000, k = 16: the rows left in doubt over the run fell from
+ * 105,542 to 58,673 (0.91 of the time side by side). Groups of 4 or 10 centroids
+ * rescored the same way did not gain, nor did a few single groups among larger
+ * ones at d = 3 (results/BENCH.md, eleventh step). */
+#define KM_YY_REFRESH 2
 
 typedef struct {
     double *gmin1, *gmin2;  /* t: the two smallest E in each examined group */
@@ -70,6 +79,7 @@ struct km_yinyang {
     int cap;           /* rows of cum_g / cum_max allocated */
     int valid;
     int score_first;   /* d >= KM_YY_SCORE_FIRST_D */
+    int refresh;       /* t == k: rows read are examined whole (KM_YY_REFRESH) */
     scratch *sc;       /* per thread */
 };
 
@@ -141,6 +151,7 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
     y->gcap = km_threads_block_rows(th);
     y->rowbytes = (size_t)y->d * (kc->prec == KM_F32 ? 4 : 8);
     y->score_first = y->d >= KM_YY_SCORE_FIRST_D;
+    y->refresh = y->t == y->k;
     const size_t n = rows > 0 ? (size_t)rows : 1;
     y->group = malloc(sizeof(int) * (size_t)y->k);
     y->gstart = malloc(sizeof(int) * (size_t)(y->t + 1));
@@ -296,6 +307,22 @@ static inline void group_min(scratch *s, int g, int c, double v)
     }
 }
 
+/* With t = k: mark (seen 2) up to KM_YY_REFRESH centroids other than c_a that the
+ * bounds lb settled (seen 0), those with the least bounds. */
+static void refresh_nearest(const km_yinyang *y, scratch *s, const double *lb, int a)
+{
+    const int ga = y->group[a];
+    for (int r = 0; r < KM_YY_REFRESH; r++) {
+        int best = -1;
+        for (int g = 0; g < y->t; g++)
+            if (!s->seen[g] && g != ga && (best < 0 || lb[g] < lb[best]))
+                best = g;
+        if (best < 0)
+            return;
+        s->seen[best] = 2;
+    }
+}
+
 /* One row whose bounds did not settle it: examine the groups that could hold a
  * centroid as near as c_a, take the argmin, rebuild its bounds. lb holds the
  * moved lower bounds (distances) on entry. The groups' centroids are first
@@ -305,7 +332,9 @@ static inline void group_min(scratch *s, int g, int c, double v)
  * e_a is E(x, c_a), or -1 when only hi >= ||x - c_a||^2 is known: then E(x, c_a)
  * <= hi (1 + e), and E(x, c_a) is taken only if a centroid's score cannot prove
  * it farther than that; else none can beat c_a, and hi stands for E(x, c_a) in
- * the bounds. Returns the distances scored. */
+ * the bounds. With t = k, centroids that no test left in doubt may be rescored too
+ * (refresh_nearest): their score-based bound replaces the moved one when it is
+ * higher, without any exact distance. Returns the distances scored. */
 static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                            int32_t *label, double e_a, double hi, double u, double *lb,
                            scratch *s, km_acc *acc, km_workspace *ws, double m)
@@ -313,20 +342,24 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
     const int a = *label, t = y->t, d = y->d;
     int n = 0;
     for (int g = 0; g < t; g++) {
-        s->seen[g] = !(u * (1 + m) < lb[g] * (1 - m));
+        s->seen[g] = !(u * (1 + m) < lb[g] * (1 - m));   /* 1: in doubt */
         s->gmin1[g] = s->gmin2[g] = INFINITY;
         s->gidx1[g] = -1;
+    }
+    if (y->refresh)
+        refresh_nearest(y, s, lb, a);
+    for (int g = 0; g < t; g++)
         if (s->seen[g])
             for (int q = y->gstart[g]; q < y->gstart[g + 1]; q++)
                 if (y->members[q] != a)
                     s->cand[n++] = y->members[q];
-    }
     const double base = km_row_scores(kc, xr, s->cand, n, s->csc);
     int first = 0;
     for (int j = 1; j < n; j++)
         first = s->csc[j] < s->csc[first] ? j : first;
     for (int j = 0; e_a < 0 && j < n; j++)   /* a NaN score proves nothing: all of them */
-        if (!((base + s->csc[j]) * (1 - m) > hi * (1 + m))) {
+        if (s->seen[y->group[s->cand[j]]] == 1
+            && !((base + s->csc[j]) * (1 - m) > hi * (1 + m))) {
             e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
             acc->distances += 1;
         }
@@ -337,7 +370,9 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
         const int c = s->cand[j];
         const double lo = base + s->csc[j];   /* <= ||x - c||^2 (NaN: proves nothing) */
         double v;
-        if (lo * (1 - m) > e_best) {   /* E(x, c) >= lo (1 - e) > e_best: not the argmin */
+        if (s->seen[y->group[c]] == 2) {   /* settled: farther than c_a, only its bound */
+            v = lo >= 0 ? lo : 0;   /* NaN: 0 */
+        } else if (lo * (1 - m) > e_best) {   /* E >= lo (1 - e) > e_best: not the argmin */
             v = lo;
         } else {
             v = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)c * d);
@@ -361,6 +396,9 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
             if (g == ga && a != best)   /* then e_a >= 0: a centroid beat it */
                 e = e_a < e ? e_a : e;   /* the old centroid is now an "other" one */
             l = sqrt(e > 0 ? e : 0) * (1 - m);
+            if (s->seen[g] == 2 && lb[g] > l)   /* rescored: its moved bound still holds
+                                                   (c_a is not in its group) */
+                l = lb[g];
         } else {
             l = lb[g];
             if (g == ga && a != best) {
@@ -484,8 +522,9 @@ static void rebase_row(km_yinyang *y, int64_t g_row, double u, const double *lb)
 
 /* A row that the global test and then the group tests with its moved upper
  * bound u left in doubt (mark; glob: its moved global bound): u tightened to the
- * exact distance and the tests again; then the groups still in doubt are
- * examined. */
+ * exact distance (or the scores' bound) and the tests again; then the groups still
+ * in doubt are examined; with t = k the row is examined even when the tests now
+ * settle it (KM_YY_REFRESH). */
 static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                        int32_t *labels, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
                        double m, double glob)
@@ -504,12 +543,13 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
         hi = e_a = km_dist_exact(xr, 0, d, kc->prec, kc->c64 + (size_t)a * d);
     const double u = sqrt(hi) * (1 + m);
     acc->distances += 1;
-    if (u * (1 + m) < glob * (1 - m)) {
+    /* settled now; with t = k, examined still (KM_YY_REFRESH) */
+    if (!y->refresh && u * (1 + m) < glob * (1 - m)) {
         y->upper[g_row] = km_up_f(u);
         return;
     }
     const int doubt = in_doubt(y, lb, u, m);   /* the same lb, the tighter u */
-    if (doubt == 0) {
+    if (doubt == 0 && !y->refresh) {
         rebase_row(y, g_row, u, lb);
         return;
     }
