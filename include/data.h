@@ -18,6 +18,8 @@ typedef struct {
     int64_t memory_limit;   /* bytes per rank in force */
     int64_t planned_bytes;  /* what the plan lets this rank's data, buffers and bounds use */
     int64_t chunk_rows;     /* streamed: rows per chunk */
+    int64_t io_agg;         /* the MPI-IO collective buffer planned (km_io_agg_bytes on
+                               more than one rank, else 0) */
     km_source src;          /* chunks of preprocessed rows */
     km_prep prep;           /* what src applies to what it reads */
     int *keep;              /* --top-variance: the d kept features, ascending */

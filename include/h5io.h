@@ -7,6 +7,20 @@
 #include "data.h"
 #include "kmeans.h"
 
+/* The MPI-IO collective buffer a rank may hold when it aggregates a collective
+ * read or write for others ("cb_buffer_size", given to every file opened after
+ * km_h5io_set_agg): a sixteenth of --memory-limit, at least 64 KiB and at most
+ * KM_IO_AGG_MAX, and the memory plan counts it on more than one rank. Open MPI's
+ * OMPIO otherwise takes 32 MiB a cycle (io_ompio_bytes_per_agg) that no plan
+ * foresees: with 3 ranks reading a 38 MB matrix in core one rank peaked 45 MiB
+ * above the 13.5 planned. With 4 MiB the in-core read of 10,000 x 20,000 float32 on
+ * 3 ranks took 0.69-0.80 s, against 1.17-2.08 s with the default (results/BENCH.md,
+ * eleventh step). */
+#define KM_IO_AGG_MAX (4L << 20)
+#define KM_IO_AGG_MIN (64L << 10)
+int64_t km_io_agg_bytes(int64_t memory_limit);
+void km_h5io_set_agg(int64_t bytes);
+
 /* Silence HDF5's own error stacks: errors are reported as one line instead. */
 void km_h5io_init(void);
 

@@ -29,9 +29,16 @@
  * a rank shares with its neighbours are read in part. */
 #define KM_CACHE_MAX (64L << 20)
 
+static double node_bytes(void);
+
 int km_data_open(const km_comm *c, const km_options *opt, km_data *D, km_error *err)
 {
     memset(D, 0, sizeof *D);
+    const int node_ranks = km_comm_node_ranks(c);
+    D->memory_limit = opt->memory_limit ? opt->memory_limit
+                                        : (int64_t)(0.8 * node_bytes() / node_ranks);
+    km_h5io_set_agg(km_io_agg_bytes(D->memory_limit));   /* before any file is opened */
+    D->io_agg = c->size > 1 ? km_io_agg_bytes(D->memory_limit) : 0;
     if (km_read_block(c, opt->input, opt->dataset, opt->transpose, 0, &D->blk, D->hchunk, err))
         return err->code;
     D->d_raw = D->blk.d;
@@ -136,8 +143,10 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
     const int64_t br = km_default_block_rows((int)d, k, D->blk.prec);
     /* k x d: the threads' totals (km_threads_bytes), and 11 x 16 bytes of totals,
      * the allreduce's buffers (limbs doubles, twice on more than one rank),
-     * centroid copies and the unpack cache (km_unpack_cache: 2 doubles) */
-    const double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw;
+     * centroid copies and the unpack cache (km_unpack_cache: 2 doubles); MPI-IO's
+     * collective buffer (h5io.h) */
+    const double b = 12.0 * (double)rows + 11.0 * (double)k * d * 16 + 64.0 * D->d_raw
+                     + (double)D->io_agg;
     double fit = km_threads_bytes(threads, k, (int)d, D->shared_totals);
     if (alg == KM_ALG_HAMERLY)
         fit += (double)km_hamerly_bytes(k, (int)d, rows, threads, br, D->blk.prec);
@@ -149,12 +158,10 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
 int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int threads,
                  km_algorithm *alg, km_error *err)
 {
-    const int node_ranks = km_comm_node_ranks(c);
+
     /* k-means++'s kept E (init.c): rows x (2 + ln K) doubles */
     const double pp = opt->init == KM_INIT_KMEANSPP && D->blk.d >= KM_PP_KEEP_D
                       ? 8.0 * (double)D->blk.rows * (2 + (int)log((double)k)) : 0;
-    D->memory_limit = opt->memory_limit ? opt->memory_limit
-                                        : (int64_t)(0.8 * node_bytes() / node_ranks);
     const double limit = (double)D->memory_limit;
     const size_t esize = D->blk.prec == KM_F32 ? 4 : 8;
     double incore = (double)D->blk.rows * D->d_raw * esize;
@@ -230,8 +237,8 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
         return 0;
     char a[32], b[32], e[32];
     return km_fail(err, KM_ERR_USAGE, "--memory-limit %s is too small for '%s' in '%s': a "
-                   "rank needs %s for labels, bounds and accumulators plus %s for the smallest "
-                   "chunks (%lld rows of %lld features)", km_bytes_str(limit, a, sizeof a),
+                   "rank needs %s for labels, bounds, totals and I/O buffers plus %s for the "
+                   "smallest chunks (%lld rows of %lld features)", km_bytes_str(limit, a, sizeof a),
                    opt->dataset, opt->input, km_bytes_str(fixed, b, sizeof b),
                    km_bytes_str(stream_min, e, sizeof e), (long long)min_rows,
                    (long long)D->d_raw);

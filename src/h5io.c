@@ -24,10 +24,29 @@ void km_h5io_init(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+static int64_t agg_bytes = KM_IO_AGG_MAX;
+
+int64_t km_io_agg_bytes(int64_t memory_limit)
+{
+    const int64_t b = memory_limit / 16;
+    return b < KM_IO_AGG_MIN ? KM_IO_AGG_MIN : b > KM_IO_AGG_MAX ? KM_IO_AGG_MAX : b;
+}
+
+void km_h5io_set_agg(int64_t bytes)
+{
+    agg_bytes = bytes;
+}
+
 static hid_t mpio_fapl(const km_comm *c)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, c->world, MPI_INFO_NULL);
+    MPI_Info info;
+    char cb[32];
+    snprintf(cb, sizeof cb, "%lld", (long long)agg_bytes);
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "cb_buffer_size", cb);   /* a hint: MPI-IO may ignore it */
+    H5Pset_fapl_mpio(fapl, c->world, info);     /* which keeps its own copy */
+    MPI_Info_free(&info);
     return fapl;
 }
 

@@ -127,9 +127,9 @@ int km_report_json(const char *path, const km_options *opt, const km_data *D, in
     fprintf(f, ",\"algorithm\":\"%s\"", km_algorithm_name(res->algorithm));
     fprintf(f, ",\"iterations_run\":%d,\"passes\":%d,\"allreduce_bytes\":%lld",
             res->iterations_run, res->passes, (long long)res->allreduce_bytes);
-    fprintf(f, ",\"streamed\":%s,\"memory_limit\":%lld,\"chunk_rows\":%lld",
-            D->streamed ? "true" : "false", (long long)D->memory_limit,
-            (long long)D->chunk_rows);
+    fprintf(f, ",\"streamed\":%s,\"memory_limit\":%lld,\"planned_bytes\":%lld,"
+            "\"chunk_rows\":%lld", D->streamed ? "true" : "false", (long long)D->memory_limit,
+            (long long)D->planned_bytes, (long long)D->chunk_rows);
     fprintf(f, ",\"rss_mb\":{\"min\":%.1f,\"mean\":%.1f,\"max\":%.1f}", res->rss_mb[0],
             res->rss_mb[1], res->rss_mb[2]);
     for (int p = 0; p < KM_T_COUNT; p++)

@@ -7,6 +7,7 @@
   same matrix followed by scikit-learn's Lloyd from the same first centroids.
 - Bad values of the new options, and data --log1p cannot take, are refused.
 """
+import json
 import os
 import subprocess
 import unittest
@@ -158,6 +159,72 @@ class Streaming(unittest.TestCase):
         self.assertEqual(rc, 2)
         self.assertIn("--memory-limit 20.0 KiB is too small for '/rows'", err)
         self.assertEqual(len(err.strip().splitlines()), 1)
+
+
+class MemoryPlan(unittest.TestCase):
+    """The plan a run prints and records (--summary-json planned_bytes: what a rank's
+    data, chunks, bounds and totals may take) against what the rank used: its peak
+    resident memory above that of the same run on 64 rows of the same matrix (which
+    holds MPI, HDF5, OpenMP and the binary, none of them in the plan) stays within
+    the plan, in core and streamed, for every strategy and both inits, and on 3 ranks,
+    where one rank aggregates MPI-IO's collective read (h5io.h: 32 MiB over the plan
+    before the buffer was bounded); in core, where the plan is the data plus small
+    terms, it is not far above either. An allocation the plan forgets, or counts
+    twice, of a few MB or more fails it."""
+    SLACK_MB = 2.0   # allocator rounding, page tables, the result being written
+
+    @classmethod
+    def setUpClass(cls):
+        rng = np.random.default_rng(11)
+        centres = rng.normal(size=(16, 1100))
+        for name, n, d in (("narrow", 300000, 32), ("wide", 12000, 1100)):
+            x = (centres[rng.integers(0, 16, n), :d] + rng.normal(size=(n, d))).astype(
+                np.float32)
+            with h5py.File(TMP("plan-%s.h5" % name), "w") as f:
+                f["x"] = x
+            with h5py.File(TMP("plan-%s-64.h5" % name), "w") as f:
+                f["x"] = x[:64]
+
+    def summary(self, ranks, threads, path, args):
+        js = TMP("plan-%d.json" % len(os.listdir(TMP.path)))
+        rc, out, err = kmeans(ranks, ["-i", path, "--dataset", "/x", "-k", "16", "--max-iter",
+                                      "3", "-q", "-o", TMP("plan-out.h5"),
+                                      "--summary-json", js] + args, threads=threads)
+        self.assertEqual(rc, 0, err)
+        with open(js) as f:
+            return json.loads(f.readline())
+
+    def check(self, ranks, threads, name, args, streamed):
+        base = self.summary(ranks, threads, TMP("plan-%s-64.h5" % name), args)
+        run = self.summary(ranks, threads, TMP("plan-%s.h5" % name), args)
+        what = "%s %s (%d ranks x %d threads)" % (name, " ".join(args), ranks, threads)
+        self.assertEqual(run["streamed"], streamed, what)
+        used = run["rss_mb"]["max"] - base["rss_mb"]["min"]
+        planned = run["planned_bytes"] / 2.0 ** 20
+        self.assertLessEqual(used, planned * 1.02 + self.SLACK_MB,
+                             "%s: %.1f MiB used above the baseline, %.1f planned"
+                             % (what, used, planned))
+        if not streamed:   # streamed, the chunks are sized to the limit: only a ceiling
+            self.assertLessEqual(planned, 1.25 * used + 4, "%s: %.1f MiB planned, %.1f used"
+                                 % (what, planned, used))
+
+    def test_in_core(self):
+        for ranks, threads, name, args in (
+                (1, 1, "narrow", ["--algorithm", "lloyd", "--init", "first"]),
+                (1, 2, "narrow", ["--algorithm", "hamerly", "--init", "first"]),
+                (1, 2, "narrow", ["--algorithm", "yinyang", "--init", "first"]),
+                (2, 2, "narrow", ["--algorithm", "lloyd"]),                  # k-means++
+                (3, 1, "narrow", ["--algorithm", "lloyd", "--init", "first"]),   # MPI-IO
+                (1, 2, "wide", ["--algorithm", "yinyang"])):                 # keeps its E
+            self.check(ranks, threads, name, args, False)
+
+    def test_streamed(self):
+        for ranks, threads, name, args in (
+                (1, 2, "narrow", ["--algorithm", "lloyd", "--memory-limit", "12M"]),
+                (1, 2, "narrow", ["--algorithm", "yinyang", "--memory-limit", "20M"]),
+                (2, 1, "narrow", ["--algorithm", "hamerly", "--memory-limit", "10M"]),
+                (1, 2, "wide", ["--algorithm", "lloyd", "--memory-limit", "12M"])):
+            self.check(ranks, threads, name, args, True)
 
 
 def numpy_prep(y, log1p, top, standardize):
