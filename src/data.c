@@ -158,7 +158,6 @@ static double fixed_bytes(const km_data *D, int k, int threads, km_algorithm alg
 int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int threads,
                  km_algorithm *alg, km_error *err)
 {
-
     /* k-means++'s kept E (init.c): rows x (2 + ln K) doubles */
     const double pp = opt->init == KM_INIT_KMEANSPP && D->blk.d >= KM_PP_KEEP_D
                       ? 8.0 * (double)D->blk.rows * (2 + (int)log((double)k)) : 0;
@@ -238,8 +237,9 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     char a[32], b[32], e[32];
     return km_fail(err, KM_ERR_USAGE, "--memory-limit %s is too small for '%s' in '%s': a "
                    "rank needs %s for labels, bounds, totals and I/O buffers plus %s for the "
-                   "smallest chunks (%lld rows of %lld features)", km_bytes_str(limit, a, sizeof a),
-                   opt->dataset, opt->input, km_bytes_str(fixed, b, sizeof b),
+                   "smallest chunks (%lld rows of %lld features)",
+                   km_bytes_str(limit, a, sizeof a), opt->dataset, opt->input,
+                   km_bytes_str(fixed, b, sizeof b),
                    km_bytes_str(stream_min, e, sizeof e), (long long)min_rows,
                    (long long)D->d_raw);
 }
