@@ -232,8 +232,12 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, int tran
     size_t bytes = (size_t)blk->rows * (size_t)d * esize;
     int64_t per_round = KM_IO_BYTES / (int64_t)(d * esize) > 0
                             ? KM_IO_BYTES / (int64_t)(d * esize) : 1;
-    if (transposed && per_round > blk->rows)
-        per_round = blk->rows > 0 ? blk->rows : 1;
+    /* a round's transposition buffer need not pass the largest block; the same on
+       every rank, since it sets how many collective reads each one makes (a rank's
+       own row count here hung 3 ranks on 64 points) */
+    const int64_t maxrows = km_partition_max_rows(n, c->size);
+    if (transposed && per_round > maxrows)
+        per_round = maxrows > 0 ? maxrows : 1;
     void *tbuf = transposed ? malloc((size_t)per_round * d * esize) : NULL;
     blk->data = km_alloc_rows(bytes);
     if (!blk->data || (transposed && !tbuf))

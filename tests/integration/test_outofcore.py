@@ -90,6 +90,28 @@ class Streaming(unittest.TestCase):
                     assert_same(self, self.ref, out)
                     self.assertEqual(read_result(out)["attrs"]["streamed"], 1)
 
+    def test_uneven_blocks_transposed(self):
+        # 3001 points on 3 ranks (1001, 1000, 1000 columns), in core and streamed, plain
+        # and gzip: the same number of collective reads on every rank (a rank's own
+        # column count once set it, and 3 ranks hung in the in-core read)
+        sub = h5py.File(TMP("m.h5"), "r")["cols"][:, :3001]
+        with h5py.File(TMP("uneven.h5"), "w") as f:
+            f["cols"] = sub
+            f.create_dataset("cols_gz", data=sub, chunks=(8, 100), compression="gzip")
+        for dset in ("cols", "cols_gz"):
+            base = ["-i", TMP("uneven.h5"), "--dataset", "/" + dset, "--transpose", "-k",
+                    str(K), "--seed", "3", "--tol", "0"]
+            ref = TMP("uneven-%s-1.h5" % dset)
+            rc, so, err = kmeans(1, base + ["-o", ref])
+            self.assertEqual(rc, 0, err)
+            for extra, how in (([], "in core"), (["--memory-limit", "160K"], "streamed")):
+                with self.subTest(dataset=dset, memory=how):
+                    out = TMP("uneven-%s-3-%s.h5" % (dset, how[:2]))
+                    rc, so, err = kmeans(3, base + ["-o", out] + extra)
+                    self.assertEqual(rc, 0, err)
+                    self.assertIn("memory: " + how, so)
+                    assert_same(self, ref, out)
+
     def test_reading_blocks_directly(self):
         # a contiguous float32 dataset in rows: each thread reads the blocks it
         # takes from the file into its own buffer; Hamerly and Yinyang read only
