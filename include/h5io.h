@@ -21,6 +21,16 @@
 int64_t km_io_agg_bytes(int64_t memory_limit);
 void km_h5io_set_agg(int64_t bytes);
 
+/* A compressed dataset read in core goes through parallel HDF5's filtered path,
+ * which holds the decompressed chunks of a whole H5Dread besides the destination:
+ * in one 256 MiB read, as the other layouts are, a 110 MB gzip matrix peaked at
+ * twice its size (results/BENCH.md, eleventh step). It is read in rounds of
+ * km_filtered_round_rows rows, and km_filtered_read_bytes is what the memory plan
+ * adds for them. */
+#define KM_FILTER_ROUND (8L << 20)
+int64_t km_filtered_round_rows(int64_t d, size_t esize, int64_t chunk_rows);
+double km_filtered_read_bytes(int64_t d, size_t esize, int64_t chunk_rows);
+
 /* Silence HDF5's own error stacks: errors are reported as one line instead. */
 void km_h5io_init(void);
 

@@ -88,6 +88,8 @@ typedef struct {
     km_precision prec;
     void *data;               /* rows x d, row-major, float or double */
     char dtype_note[128];     /* e.g. "float32", "int64 converted to float64" */
+    int filtered;             /* the dataset's chunks are compressed (or otherwise
+                                 filtered): km_read_block reads it in bounded rounds */
 } km_block;
 
 /* Centroids in float64 (the master copy; kernels get a prepared copy). */

@@ -166,6 +166,8 @@ int km_data_plan(const km_comm *c, const km_options *opt, km_data *D, int k, int
     double incore = (double)D->blk.rows * D->d_raw * esize;
     if (opt->transpose)   /* the in-core reader's transposition buffer (h5io.c) */
         incore += fmin(incore, 256.0 * 1048576);
+    if (D->blk.filtered)   /* and its decompressed chunks (h5io.h) */
+        incore += km_filtered_read_bytes(D->d_raw, esize, D->hchunk[0]);
     const int64_t hc = D->hchunk[0];
     const double cache = cache_bytes(D);
     const int64_t min_rows = hc ? hc : 64;   /* the smallest stream worth running */

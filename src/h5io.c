@@ -37,6 +37,25 @@ void km_h5io_set_agg(int64_t bytes)
     agg_bytes = bytes;
 }
 
+/* KM_FILTER_ROUND in whole chunks (at least one); rows_io ends the rounds on chunk
+ * boundaries, so no chunk is decompressed twice by a rank. */
+int64_t km_filtered_round_rows(int64_t d, size_t esize, int64_t chunk_rows)
+{
+    const int64_t c = chunk_rows > 0 ? chunk_rows : 1;
+    const int64_t r = KM_FILTER_ROUND / (d * (int64_t)esize);
+    return r > c ? (r + c - 1) / c * c : c;
+}
+
+/* Twice a round and a chunk: the round's decompressed chunks, one a rank's block
+ * shares with its neighbour, and the chunks a rank decompresses for the others in
+ * the same collective read (measured in results/BENCH.md, eleventh step). */
+double km_filtered_read_bytes(int64_t d, size_t esize, int64_t chunk_rows)
+{
+    const double row = (double)d * (double)esize,
+                 round = (double)km_filtered_round_rows(d, esize, chunk_rows);
+    return 2.0 * row * (round + (double)chunk_rows);
+}
+
 static hid_t mpio_fapl(const km_comm *c)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -144,20 +163,25 @@ static int check_matrix(hid_t ds, const char *path, const char *name, int transp
 /* Collective read/write of rows [first, first+rows) of an n x d dataset in the
  * same number of rounds on every rank. transposed: the dataset is d x n and its
  * columns [first, first+rows) are read, through tbuf (rows of a round x d), into
- * row-major buf. */
+ * row-major buf. align > 0 (per_round a multiple of it): rounds end on multiples
+ * of align in the dataset (its chunks), not of per_round from first. */
 static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks, int64_t first,
                       int64_t rows, void *buf, size_t esize, int write, int transposed,
-                      void *tbuf, int64_t per_round)
+                      void *tbuf, int64_t per_round, int64_t align)
 {
     const int64_t maxrows = km_partition_max_rows(n, nranks);
-    const int64_t rounds = maxrows ? (maxrows + per_round - 1) / per_round : 0;
+    const int64_t lead = align > 0 ? first % align : 0;   /* rows before first in round 0 */
+    const int64_t span = maxrows + (align > 0 ? align : 0);   /* lead + rows at most */
+    const int64_t rounds = maxrows ? (span + per_round - 1) / per_round : 0;
     hid_t fspace = H5Dget_space(ds), dxpl = collective_dxpl();
     const int frank = H5Sget_simple_extent_ndims(fspace);   /* 1 for labels, 2 for rows */
     herr_t status = 0;
     char dummy[16];
     for (int64_t r = 0; r < rounds; r++) {
-        int64_t off = r * per_round;
-        int64_t cnt = rows - off < per_round ? rows - off : per_round;
+        int64_t off = r * per_round - lead, end = off + per_round;
+        off = off > 0 ? off : 0;
+        end = end < rows ? end : rows;
+        int64_t cnt = end - off;
         if (cnt < 0)
             cnt = 0;
         hsize_t mdims[2] = {(hsize_t)(cnt ? cnt : 1), (hsize_t)d};
@@ -221,6 +245,7 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, int tran
     if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 2, cd) == 2) {
         chunk[0] = (int64_t)cd[transposed ? 1 : 0];   /* points per HDF5 chunk */
         chunk[1] = (int64_t)cd[transposed ? 0 : 1];   /* features per HDF5 chunk */
+        blk->filtered = H5Pget_nfilters(dcpl) > 0;
     }
     H5Pclose(dcpl);
     blk->n = n;
@@ -232,6 +257,8 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, int tran
     size_t bytes = (size_t)blk->rows * (size_t)d * esize;
     int64_t per_round = KM_IO_BYTES / (int64_t)(d * esize) > 0
                             ? KM_IO_BYTES / (int64_t)(d * esize) : 1;
+    if (blk->filtered)
+        per_round = km_filtered_round_rows(d, esize, chunk[0]);
     /* a round's transposition buffer need not pass the largest block; the same on
        every rank, since it sets how many collective reads each one makes (a rank's
        own row count here hung 3 ranks on 64 points) */
@@ -246,7 +273,7 @@ int km_read_block(const km_comm *c, const char *path, const char *dset, int tran
     if (!km_comm_agree(c, err)) {
         hid_t memtype = blk->prec == KM_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
         if (rows_io(ds, memtype, n, d, c->size, blk->first, blk->rows, blk->data, esize, 0,
-                    transposed, tbuf, per_round) < 0)
+                    transposed, tbuf, per_round, blk->filtered ? chunk[0] : 0) < 0)
             km_fail(err, KM_ERR_INPUT, "reading %s %lld-%lld of '%s' in '%s' failed",
                     transposed ? "columns" : "rows", (long long)blk->first,
                     (long long)(blk->first + blk->rows - 1), dset, path);
@@ -556,7 +583,7 @@ static herr_t write_contents(const km_comm *c, hid_t f, const km_output *o)
     if (ds < 0)
         return -1;
     s |= rows_io(ds, H5T_NATIVE_INT32, o->blk->n, 1, c->size, o->blk->first, o->blk->rows,
-                 (void *)o->labels, sizeof(int32_t), 1, 0, NULL, KM_IO_BYTES / 4);
+                 (void *)o->labels, sizeof(int32_t), 1, 0, NULL, KM_IO_BYTES / 4, 0);
     H5Dclose(ds);
     o->timers->t[KM_T_WRITE] += km_now() - o->write_start;   /* timing is written last */
     km_comm_timers(c, o->timers);
