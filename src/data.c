@@ -37,8 +37,9 @@ int km_data_open(const km_comm *c, const km_options *opt, km_data *D, km_error *
     const int node_ranks = km_comm_node_ranks(c);
     D->memory_limit = opt->memory_limit ? opt->memory_limit
                                         : (int64_t)(0.8 * node_bytes() / node_ranks);
-    km_h5io_set_agg(km_io_agg_bytes(D->memory_limit));   /* before any file is opened */
-    D->io_agg = c->size > 1 ? km_io_agg_bytes(D->memory_limit) : 0;
+    const int64_t agg = km_io_agg_bytes(D->memory_limit);
+    km_h5io_set_agg(agg);   /* before any file is opened */
+    D->io_agg = c->size > 1 ? agg : 0;
     if (km_read_block(c, opt->input, opt->dataset, opt->transpose, 0, &D->blk, D->hchunk, err))
         return err->code;
     D->d_raw = D->blk.d;

@@ -164,7 +164,9 @@ static int check_matrix(hid_t ds, const char *path, const char *name, int transp
  * same number of rounds on every rank. transposed: the dataset is d x n and its
  * columns [first, first+rows) are read, through tbuf (rows of a round x d), into
  * row-major buf. align > 0 (per_round a multiple of it): rounds end on multiples
- * of align in the dataset (its chunks), not of per_round from first. */
+ * of align in the dataset (its chunks), not of per_round from first. per_round and
+ * align must be the same on every rank: they set how many collective calls each
+ * makes (a rank's own row count in per_round once hung 3 ranks). */
 static herr_t rows_io(hid_t ds, hid_t memtype, int64_t n, int64_t d, int nranks, int64_t first,
                       int64_t rows, void *buf, size_t esize, int write, int transposed,
                       void *tbuf, int64_t per_round, int64_t align)
