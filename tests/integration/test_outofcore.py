@@ -7,15 +7,18 @@
   same matrix followed by scikit-learn's Lloyd from the same first centroids.
 - Bad values of the new options, and data --log1p cannot take, are refused.
 """
-import json
 import os
 import subprocess
+import sys
 import unittest
 
 import h5py
 import numpy as np
 
-from common import TempDir, mpirun, read_result, ref_lloyd
+from common import ROOT, TempDir, mpirun, read_result, ref_lloyd
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import plan_check  # noqa: E402
 
 TMP = None
 N, D, K = 12000, 24, 8
@@ -188,7 +191,7 @@ class MemoryPlan(unittest.TestCase):
     data, chunks, bounds and totals may take) against what the rank used: its peak
     resident memory above that of the same run on 64 rows of the same matrix (which
     holds MPI, HDF5, OpenMP and the binary, none of them in the plan) stays within
-    the plan, in core and streamed, for every strategy and both inits, and on 3 ranks,
+    the plan (scripts/plan_check.py), in core and streamed, for every strategy and both inits, and on 3 ranks,
     where one rank aggregates MPI-IO's collective read (h5io.h: 32 MiB over the plan
     before the buffer was bounded), and for gzip-compressed matrices in rows and in
     columns (read in bounded rounds: twice the data before); in core, where the plan
@@ -214,24 +217,16 @@ class MemoryPlan(unittest.TestCase):
                 f["gz"] = x[:64]
                 f["gzt"] = x[:64].T.copy()
 
-    def summary(self, ranks, threads, path, args):
-        js = TMP("plan-%d.json" % len(os.listdir(TMP.path)))
-        rc, out, err = kmeans(ranks, ["-i", path, "-k", "16", "--max-iter", "3", "-q", "-o",
-                                      TMP("plan-out.h5"), "--summary-json", js] + args,
-                              threads=threads)
-        self.assertEqual(rc, 0, err)
-        with open(js) as f:
-            return json.loads(f.readline())
-
     def check(self, ranks, threads, name, args, streamed):
         if "--dataset" not in args:
             args = args + ["--dataset", "/x"]
-        base = self.summary(ranks, threads, TMP("plan-%s-64.h5" % name), args)
-        run = self.summary(ranks, threads, TMP("plan-%s.h5" % name), args)
+        args = ["-k", "16", "--max-iter", "3"] + args
+        m = plan_check.measure(lambda r, t, a: kmeans(r, a, threads=t), ranks, threads,
+                               TMP("plan-%s.h5" % name), TMP("plan-%s-64.h5" % name), args,
+                               TMP.path)
         what = "%s %s (%d ranks x %d threads)" % (name, " ".join(args), ranks, threads)
-        self.assertEqual(run["streamed"], streamed, what)
-        used = run["rss_mb"]["max"] - base["rss_mb"]["min"]
-        planned = run["planned_bytes"] / 2.0 ** 20
+        self.assertEqual(m["streamed"], streamed, what)
+        used, planned = m["used"], m["planned"]
         self.assertLessEqual(used, planned * 1.02 + self.SLACK_MB,
                              "%s: %.1f MiB used above the baseline, %.1f planned"
                              % (what, used, planned))
