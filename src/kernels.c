@@ -12,6 +12,7 @@
 
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
+#define KM_PF_GROUP_BYTES (512 * 1024)   /* a larger row group is prefetched by d-blocks */
 #define KM_KEEP_SCORES_D 64   /* from this d on, storing the scores costs < 2 % of them */
 /* The pruned strategies' upper bound of a row's distance to its centroid comes from the
  * fast scores when their two sides are within 1/KM_EB_SLACK of each other, else
@@ -78,6 +79,8 @@ struct km_workspace {
     int32_t *net;      /* k: rows added minus rows taken (the bits' offset) */
     int *touched;      /* clusters with runcount > 0 */
     int ntouched;
+    int fresh;         /* the rows were just read into the thread's buffer (in cache):
+                          not prefetched by d-blocks */
 };
 
 static km_acc *acc_new(int k, int d, int sums);
@@ -298,6 +301,23 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 {
     const char *row = (const char *)x + (size_t)i * (size_t)d * prec_size(prec);
     return dist_row(row, c, d, prec, NULL, NULL);
+}
+
+/* Lines [m0, m1) of a block of rows to prefetch, lpr lines a row: line m is
+ * (m % lpr) 64 bytes past off in row m / lpr, which is rows[m / lpr] (rows anywhere)
+ * or base + (m / lpr) stride. */
+typedef struct {
+    const char *base;
+    const void *const *rows;
+    size_t stride, off;
+    int lpr, m0, m1;
+} km_pf_lines;
+
+static inline const char *pf_line(const km_pf_lines *pf, int m)
+{
+    const int r = m / pf->lpr;
+    const char *row = pf->rows ? (const char *)pf->rows[r] : pf->base + (size_t)r * pf->stride;
+    return row + pf->off + (size_t)(m % pf->lpr) * 64;
 }
 
 #define REAL float
@@ -598,6 +618,7 @@ int km_threads_count(const km_threads *th)
 void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                             km_threads *th, int t)
 {
+    th->ws[t]->fresh = th->xbuf && x == th->xbuf[t];
     if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
         assign_block_f32(kc, x, NULL, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
     else

@@ -112,7 +112,7 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
  * Hot loop: 12 FMA chains. */
 static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
                              int j1, double *restrict part, FN(argmin_state) *st,
-                             REAL *restrict keep)
+                             REAL *restrict keep, const km_pf_lines *pf)
 {
     const int d = kc->d;
     const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
@@ -121,10 +121,31 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
     for (int q = 0; q < CG; q++)
         a[0][q] = a[1][q] = (VEC){0};
     const REAL *restrict pj = pan + (size_t)j0 * CG;
-    /* unrolled 4 times (GCC does not by itself): ~0.9 of the time side by side on
-       70,000 x 784 and 1,000,000 x 32, k = 64 (results/BENCH.md) */
+    /* Both loops unrolled 4 times (GCC does not by itself): ~0.9 of the time side by
+       side on 70,000 x 784 and 1,000,000 x 32, k = 64 (results/BENCH.md). */
+    int j = 0;
+    if (pf) {   /* two lines of the next block every 4 steps: a steady stream of requests */
+        int m = pf->m0;
+        for (; j + 4 <= j1 - j0 && m < pf->m1; j += 4, m += 2) {
+            __builtin_prefetch(pf_line(pf, m), 0, 3);
+            if (m + 1 < pf->m1)
+                __builtin_prefetch(pf_line(pf, m + 1), 0, 3);
 #pragma GCC unroll 4
-    for (int j = 0; j < j1 - j0; j++) {
+            for (int u = 0; u < 4; u++) {
+                VEC x0 = FN(vload)(xt + (size_t)(j + u) * RV),
+                    x1 = FN(vload)(xt + (size_t)(j + u) * RV + VL);
+                const REAL *cj = pj + (size_t)(j + u) * CG;
+                for (int q = 0; q < CG; q++) {
+                    a[0][q] += cj[q] * x0;
+                    a[1][q] += cj[q] * x1;
+                }
+            }
+        }
+        for (; m < pf->m1; m++)
+            __builtin_prefetch(pf_line(pf, m), 0, 3);
+    }
+#pragma GCC unroll 4
+    for (; j < j1 - j0; j++) {
         VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
         const REAL *cj = pj + (size_t)j * CG;
         for (int q = 0; q < CG; q++) {   /* scalar * vector: a broadcast */
@@ -491,14 +512,37 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 if (j1 == d)
                     xn[h] = FN(round64)(xn64 + h * VL);
             }
+            /* Long rows in memory: the next group would not stay in L2 until its
+               turn, so the d-block that comes next (this group's next columns, or
+               the next group's first) is asked for instead, spread over the
+               kernel's loop (10,000 x 20,000, k = 16: ~0.75 of the time; on 70,000 x
+               784 the whole next group is faster). Rows just read into the thread's
+               buffer are in cache already. */
+            const int blk_pf = !ws->fresh && (size_t)RV * d * sizeof(REAL) > KM_PF_GROUP_BYTES;
+            const int64_t nb_r = j1 < d ? r0 : r0 + RV;
+            const int64_t nb_n = j1 < d ? nr : (ahead > 0 ? (ahead < RV ? ahead : RV) : 0);
+            const int nb_j0 = j1 < d ? j1 : 0;
+            const int nb_j1 = d - nb_j0 > KM_DBLOCK ? nb_j0 + KM_DBLOCK : d;
+            km_pf_lines pl = {
+                .base = (const char *)(nb_n > 0 && !rowp ? x + nb_r * d : x),
+                .rows = rowp ? (const void *const *)(rowp + (nb_n > 0 ? nb_r : 0)) : NULL,
+                .stride = (size_t)d * sizeof(REAL),
+                .off = (size_t)nb_j0 * sizeof(REAL),
+                .lpr = (int)(((size_t)(nb_j1 - nb_j0) * sizeof(REAL) + 63) / 64)};
+            const int pl_n = (int)nb_n * pl.lpr;
             for (int g = 0; g < ng; g++) {
-                for (size_t o = 0; o < pf_step && pf_done < pf_bytes; o += 64, pf_done += 64)
-                    __builtin_prefetch(pf + pf_done, 0, 3);
-                for (int64_t i = (int64_t)(pq * pn / pf_calls),
-                             e = (int64_t)(++pq * pn / pf_calls); i < e; i++)
-                    for (size_t o = 0; o < d * sizeof(REAL) && o < 512; o += 64)
-                        __builtin_prefetch((const char *)rowp[r0 + RV + i] + o, 0, 3);
-                FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep);
+                if (blk_pf) {
+                    pl.m0 = g * pl_n / ng;
+                    pl.m1 = (g + 1) * pl_n / ng;
+                } else {
+                    for (size_t o = 0; o < pf_step && pf_done < pf_bytes; o += 64, pf_done += 64)
+                        __builtin_prefetch(pf + pf_done, 0, 3);
+                    for (int64_t i = (int64_t)(pq * pn / pf_calls),
+                                 e = (int64_t)(++pq * pn / pf_calls); i < e; i++)
+                        for (size_t o = 0; o < d * sizeof(REAL) && o < 512; o += 64)
+                            __builtin_prefetch((const char *)rowp[r0 + RV + i] + o, 0, 3);
+                }
+                FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep, blk_pf ? &pl : NULL);
             }
         }
         /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
