@@ -108,7 +108,7 @@ def main():
             return time.perf_counter() - t
 
         t_ours = per_iter(ours, i1, i2, a.repeat)
-        t_one = per_iter(lambda it: ours(it, 1), i1, i2, 1) if a.threads > 1 else t_ours
+        t_one = per_iter(lambda it: ours(it, 1), i1, i2, a.repeat) if a.threads > 1 else t_ours
         t_skl = per_iter(skl, i1, i2, a.repeat)
         t_fai = per_iter(fai, i1, i2, a.repeat) if faiss else float("nan")
         rss = run_kmeans(path, k, i1, a.threads)[1]["rss_mb"]["max"]
