@@ -71,6 +71,35 @@ class RoundTrip(unittest.TestCase):
         self.assertEqual(rc, 0, se)
         self.check(out, self.x.T, self.samples, self.genes)
 
+    def test_many_batches_and_chunks(self):
+        # 150 lines (3 worker batches of 64, the last short) of 9,000 values: the
+        # output's 1 MiB chunks hold 29 rows, so 150 samples make 6 chunks, the last
+        # one partial; a blank line inside must not shift any line number. The same
+        # values and bits with one job as with two.
+        rng = np.random.default_rng(5)
+        x = rng.gamma(2.0, 3.0, size=(150, 9000)).round(2)               # samples x genes
+        genes = ["g%d" % j for j in range(9000)]
+        samples = ["s%d" % i for i in range(150)]
+        path = TMP("wide.tsv")
+        write_table(path, "", genes, samples, x)
+        with open(path) as f:
+            lines = f.readlines()
+        lines.insert(70, "\n")
+        with open(path, "w") as f:
+            f.writelines(lines)
+        outs = []
+        for jobs in ("1", "2"):
+            out = TMP("wide-%s.h5" % jobs)
+            rc, so, se = run(path, out, "--rows", "samples", "--jobs", jobs)
+            self.assertEqual(rc, 0, se)
+            self.check(out, x, samples, genes)
+            with h5py.File(out, "r") as f:
+                self.assertEqual(f["data"].chunks, (29, 9000))
+                self.assertTrue(f["data"].shuffle)
+            outs.append(out)
+        p = subprocess.run(["h5diff", outs[0], outs[1]], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
     def test_kmeans_reads_it(self):
         path, out = TMP("blobs.tsv"), TMP("blobs.h5")
         rng = np.random.default_rng(1)
@@ -111,6 +140,14 @@ class Refusals(unittest.TestCase):
     def test_non_numeric_cell(self):
         self.refused("g\ta\tb\tc\nx\t1\t2\t3\ny\t1\tNA?\t3\n", ["line 3", "column 3", "'b'",
                                                                "'NA?'"])
+
+    def test_bad_cell_in_a_later_batch(self):
+        # line 200 is in the fourth batch of 64 lines, parsed by another process than
+        # the first; line 250 is also bad, but 200 comes first
+        rows = ["r%d\t%d\t%d" % (i, i, 2 * i) for i in range(300)]
+        rows[198] = "r198\t1\toops"
+        rows[248] = "r248\t1"
+        self.refused("g\ta\tb\n" + "\n".join(rows) + "\n", ["line 200", "column 3", "'oops'"])
 
     def test_empty_and_header_only(self):
         self.refused("", ["empty"], name="empty.tsv")
