@@ -13,7 +13,8 @@ the program's own init + iteration phases for ours (the wall time of a whole
 mpirun swung by +-0.1 s, as much as 10 iterations of shape d). Minimum over
 --repeat runs.
 Roofs: the FMA peak and a streaming read (build/roofs, all threads) and
-OpenBLAS sgemm on a 4096^2 float32 product (numpy).
+OpenBLAS sgemm on a 4096^2 float32 product (numpy), and on each shape's own product
+(n x d times d x k: the dot products of a pass, without the argmin).
 Prints a table and the targets, appends to results/bench-kernel.csv.
 """
 import argparse
@@ -45,6 +46,20 @@ def sgemm_gflops():
         a @ a
         best = min(best, time.perf_counter() - t)
     return 2 * 4096 ** 3 / best / 1e9
+
+
+def shape_sgemm_gflops(x, k):
+    """OpenBLAS sgemm (numpy) on the shape of one Lloyd pass: x (n x d) times a d x k
+    matrix, the dot products alone, best of 3."""
+    import numpy as np
+    c = np.ascontiguousarray(x[:k].T)
+    out = np.empty((x.shape[0], k), dtype=np.float32)
+    best = 1e9
+    for _ in range(3):
+        t = time.perf_counter()
+        np.dot(x, c, out=out)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * x.shape[0] * x.shape[1] * k / best / 1e9
 
 
 def per_iter(fn, i1, i2, repeat):
@@ -112,10 +127,11 @@ def main():
         t_skl = per_iter(skl, i1, i2, a.repeat)
         t_fai = per_iter(fai, i1, i2, a.repeat) if faiss else float("nan")
         rss = run_kmeans(path, k, i1, a.threads)[1]["rss_mb"]["max"]
+        shape_gemm = shape_sgemm_gflops(x, k)
         flops = 2.0 * n * k * d
         rows.append(dict(shape=s, n=n, d=d, k=k, ours=t_ours, one=t_one, skl=t_skl, fai=t_fai,
                          gflops=flops / t_ours / 1e9, read=n * d * 4 / t_ours / 1e9, rss=rss,
-                         data_mb=n * d * 4 / 1e6))
+                         data_mb=n * d * 4 / 1e6, shape_gemm=shape_gemm))
         print("  %s %dx%d k=%d: ours %.4f s/it, scikit-learn %.4f, FAISS %.4f"
               % (s, n, d, k, t_ours, t_skl, t_fai), flush=True)
 
@@ -128,6 +144,10 @@ def main():
             w["fai"], w["ours"] / w["skl"], w["ours"] / w["fai"], w["gflops"],
             100 * w["gflops"] / r["fma_gflops"], 100 * w["gflops"] / gemm, w["read"],
             w["one"] / w["ours"]))
+    print("OpenBLAS sgemm on each shape's product (n x d times d x k, no argmin): "
+          + ", ".join("%s %.1f GFLOP/s (ours %.2fx)" % (w["shape"], w["shape_gemm"],
+                                                          w["gflops"] / w["shape_gemm"])
+                      for w in rows))
     print("peak RSS per rank: " + ", ".join("%s %.0f MB (data %.0f MB)"
                                             % (w["shape"], w["rss"], w["data_mb"]) for w in rows))
     by = {w["shape"]: w for w in rows}
@@ -149,11 +169,11 @@ def main():
     append_csv("bench-kernel.csv",
                "shape,n,d,k,threads,ours_s_per_iter,ours_1thread_s_per_iter,"
                "sklearn_s_per_iter,faiss_s_per_iter,ours_gflops,fma_gflops,sgemm_gflops,"
-               "read_roof_gbs,ours_read_gbs,rss_mb,sklearn_version",
+               "read_roof_gbs,ours_read_gbs,rss_mb,sklearn_version,shape_sgemm_gflops",
                [[w["shape"], w["n"], w["d"], w["k"], a.threads, "%.5f" % w["ours"],
                  "%.5f" % w["one"], "%.5f" % w["skl"], "%.5f" % w["fai"], "%.1f" % w["gflops"],
                  r["fma_gflops"], "%.1f" % gemm, r["read_gbs"], "%.2f" % w["read"], w["rss"],
-                 sklearn.__version__] for w in rows])
+                 sklearn.__version__, "%.1f" % w["shape_gemm"]] for w in rows])
     print("bench-kernel: appended to results/bench-kernel.csv")
 
 

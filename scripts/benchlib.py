@@ -65,6 +65,18 @@ def append_csv(name, header, rows):
     path = os.path.join(ROOT, "results", name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     new = not os.path.exists(path)
+    if not new:   # columns added at the end since the file began: old rows get empty cells
+        with open(path) as f:
+            lines = f.read().splitlines()
+        old = lines[0][len("date,host,"):]
+        if old != header:
+            if not header.startswith(old + ","):
+                raise SystemExit("%s: its columns are not %s; move it aside" % (path, header))
+            pad = "," * (header.count(",") - old.count(","))
+            with open(path + ".tmp", "w") as f:
+                f.write("date,host," + header + "\n")
+                f.writelines(line + pad + "\n" for line in lines[1:])
+            os.replace(path + ".tmp", path)
     now = datetime.datetime.now().isoformat(timespec="seconds")
     with open(path, "a") as f:
         if new:
