@@ -44,15 +44,17 @@ def fit_seconds(s):
     return sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce"))
 
 
-def bench_data(n, d, who):
-    """data/bench-NxD-f32.h5 from the manifold generator (seed 1), made if missing."""
+def bench_data(n, d, who, kind="manifold"):
+    """data/bench-NxD-f32.h5 from the manifold generator (seed 1), made if missing;
+    other kinds of scripts/gen_data.py in data/bench-NxD-f32-KIND.h5."""
     import sys
-    path = os.path.join(ROOT, "data", "bench-%dx%d-f32.h5" % (n, d))
+    path = os.path.join(ROOT, "data", "bench-%dx%d-f32%s.h5"
+                        % (n, d, "" if kind == "manifold" else "-" + kind))
     if not os.path.exists(path):
         print("%s: generating %s" % (who, path), flush=True)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_data.py"), path,
-                        "--n", str(n), "--d", str(d), "--kind", "manifold", "--dtype",
+                        "--n", str(n), "--d", str(d), "--kind", kind, "--dtype",
                         "float32", "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
     return path
 
