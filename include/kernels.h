@@ -184,6 +184,9 @@ km_workspace *km_threads_workspace(km_threads *th, int t);
  * Thread t's is km_threads_rowbuf(th, t). */
 int km_threads_rowbufs(km_threads *th, size_t bytes);
 void *km_threads_rowbuf(const km_threads *th, int t);
+/* Whether thread t's next blocks were just read into its buffer (in cache: the
+ * kernel does not prefetch their long rows ahead) or lie in memory (walk.c). */
+void km_threads_rows_fresh(km_threads *th, int t, int fresh);
 km_acc *km_threads_acc(km_threads *th, int t);
 int64_t km_threads_block_rows(const km_threads *th);
 

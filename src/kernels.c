@@ -80,7 +80,7 @@ struct km_workspace {
     int *touched;      /* clusters with runcount > 0 */
     int ntouched;
     int fresh;         /* the rows were just read into the thread's buffer (in cache):
-                          not prefetched by d-blocks */
+                          not prefetched by d-blocks (km_threads_rows_fresh) */
 };
 
 static km_acc *acc_new(int k, int d, int sums);
@@ -610,6 +610,11 @@ void *km_threads_rowbuf(const km_threads *th, int t)
     return th->xbuf[t];
 }
 
+void km_threads_rows_fresh(km_threads *th, int t, int fresh)
+{
+    th->ws[t]->fresh = fresh;
+}
+
 int km_threads_count(const km_threads *th)
 {
     return th->n;
@@ -618,7 +623,6 @@ int km_threads_count(const km_threads *th)
 void km_assign_thread_block(const km_centers *kc, const void *x, int64_t rows, int32_t *labels,
                             km_threads *th, int t)
 {
-    th->ws[t]->fresh = th->xbuf && x == th->xbuf[t];
     if (kc->prec == KM_F32)   /* runs stay open until km_threads_reduce */
         assign_block_f32(kc, x, NULL, rows, labels, th->acc[t], th->ws[t], NULL, NULL, NULL);
     else

@@ -44,6 +44,7 @@ static void walk_chunk(km_threads *th, int64_t br, const km_walk *w, void *ctx, 
 #pragma omp parallel num_threads(km_threads_count(th))
     {
         const int t = omp_get_thread_num();
+        km_threads_rows_fresh(th, t, 0);
 #pragma omp for schedule(dynamic, 2) nowait
         for (int64_t b = 0; b < nblocks; b++) {
             const int64_t r0 = b * br, nr = n - r0 < br ? n - r0 : br;
@@ -66,6 +67,7 @@ static int walk_reading(km_source *src, km_threads *th, int64_t br, const km_wal
     {
         const int t = omp_get_thread_num();
         void *x = km_threads_rowbuf(th, t);
+        km_threads_rows_fresh(th, t, 1);
 #pragma omp for schedule(dynamic, 2) nowait
         for (int64_t b = 0; b < nblocks; b++) {
             int halt;
