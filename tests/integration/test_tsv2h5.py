@@ -149,6 +149,26 @@ class Refusals(unittest.TestCase):
         rows[248] = "r248\t1"
         self.refused("g\ta\tb\n" + "\n".join(rows) + "\n", ["line 200", "column 3", "'oops'"])
 
+    def test_damaged_gzip_and_not_utf8(self):
+        # the text is read by the main process while workers parse: its errors must
+        # still end the import with one line naming the file, and no output
+        text = "g\ta\tb\n" + "".join("r%d\t%d\t%d\n" % (i, i, i) for i in range(3000))
+        packed = gzip.compress(text.encode())
+        body = text.encode()
+        at = body.index(b"r2000\t")
+        for name, raw, words in (("cut.tsv.gz", packed[:len(packed) // 2], ["damaged gzip"]),
+                                 ("latin.tsv", body[:at] + b"\xe9" + body[at:], ["UTF-8"])):
+            path, out = TMP(name), TMP(name + ".h5")
+            with open(path, "wb") as f:
+                f.write(raw)
+            rc, so, se = run(path, out)
+            self.assertEqual(rc, 3, se)
+            self.assertEqual(len(se.strip().splitlines()), 1, se)
+            for w in words + [path]:
+                self.assertIn(w, se)
+            self.assertFalse(os.path.exists(out))
+            self.assertFalse(os.path.exists(out + ".tmp"))
+
     def test_empty_and_header_only(self):
         self.refused("", ["empty"], name="empty.tsv")
         self.refused("g\ta\tb\n", ["no data rows"], name="header.tsv")
