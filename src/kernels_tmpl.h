@@ -466,21 +466,31 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
     const int d = kc->d, ng = kc->kp / CG;
     REAL *xt = ws->xt;
     double *part = ws->part;
-    const size_t pf_calls = (size_t)ng * (size_t)((d + KM_DBLOCK - 1) / KM_DBLOCK);
+    const int pf_calls = ng * ((d + KM_DBLOCK - 1) / KM_DBLOCK);
+    const size_t rowb = (size_t)d * sizeof(REAL);
+    /* Long rows in memory: the next row group would not stay in L2 until its turn,
+       so the d-block that comes next (this group's next columns, or the next group's
+       first) is asked for instead, spread over the kernel's loop (10,000 x 20,000,
+       k = 16: ~0.75 of the time; on 70,000 x 784 the whole next group is faster).
+       Rows just read into the thread's buffer are in cache already. */
+    const int blk_pf = !ws->fresh && RV * rowb > KM_PF_GROUP_BYTES;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
-        /* The next row group is asked for while this one computes, a slice before
-           each centroid group's call. All at once, the prefetches queued behind
-           the few line-fill buffers and stalled the loads of the transposition
-           (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
-        const int64_t ahead = rows - r0 - RV;
-        const char *pf = (const char *)(ahead > 0 && !rowp ? x + (r0 + RV) * d : x);
-        const size_t pf_bytes =
-            ahead > 0 && !rowp ? (size_t)(ahead < RV ? ahead : RV) * d * sizeof(REAL) : 0;
-        const int64_t pn = rowp && ahead > 0 ? (ahead < RV ? ahead : RV) : 0;
-        size_t pq = 0;   /* rows anywhere: the next group's, a few before each call */
-        const size_t pf_step = (pf_bytes / pf_calls + 127) / 64 * 64;
-        size_t pf_done = 0;
+        const int64_t ahead = rows - r0 - RV, nnext = ahead <= 0 ? 0 : ahead < RV ? ahead : RV;
+        /* Otherwise the next row group is asked for while this one computes, a slice
+           before each centroid group's call: its bytes where the rows are contiguous,
+           the first 512 of each row anywhere. All at once, the prefetches queued
+           behind the few line-fill buffers and stalled the loads of the
+           transposition (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
+        const int next_lpr = rowp ? (int)(rowb < 512 ? (rowb + 63) / 64 : 8)
+                                  : (int)((nnext * rowb + 63) / 64);
+        km_pf_lines next = {.base = (const char *)(nnext && !rowp ? x + (r0 + RV) * d : x),
+                            .rows = rowp && nnext ? (const void *const *)(rowp + r0 + RV) : NULL,
+                            .stride = rowb, .lpr = next_lpr > 0 ? next_lpr : 1};
+        const int64_t next_n = rowp ? nnext * next.lpr : next_lpr;
+        /* a little over an even share a call: all asked for before the last calls */
+        const int64_t next_step = (next_n * 64 / pf_calls + 127) / 64;
+        int64_t next_done = 0;
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
         double xn64[RV] = {0};   /* used where d > KM_DBLOCK */
@@ -512,21 +522,13 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 if (j1 == d)
                     xn[h] = FN(round64)(xn64 + h * VL);
             }
-            /* Long rows in memory: the next group would not stay in L2 until its
-               turn, so the d-block that comes next (this group's next columns, or
-               the next group's first) is asked for instead, spread over the
-               kernel's loop (10,000 x 20,000, k = 16: ~0.75 of the time; on 70,000 x
-               784 the whole next group is faster). Rows just read into the thread's
-               buffer are in cache already. */
-            const int blk_pf = !ws->fresh && (size_t)RV * d * sizeof(REAL) > KM_PF_GROUP_BYTES;
-            const int64_t nb_r = j1 < d ? r0 : r0 + RV;
-            const int64_t nb_n = j1 < d ? nr : (ahead > 0 ? (ahead < RV ? ahead : RV) : 0);
+            const int64_t nb_r = j1 < d ? r0 : r0 + RV, nb_n = j1 < d ? nr : nnext;
             const int nb_j0 = j1 < d ? j1 : 0;
             const int nb_j1 = d - nb_j0 > KM_DBLOCK ? nb_j0 + KM_DBLOCK : d;
             km_pf_lines pl = {
                 .base = (const char *)(nb_n > 0 && !rowp ? x + nb_r * d : x),
-                .rows = rowp ? (const void *const *)(rowp + (nb_n > 0 ? nb_r : 0)) : NULL,
-                .stride = (size_t)d * sizeof(REAL),
+                .rows = rowp && nb_n > 0 ? (const void *const *)(rowp + nb_r) : NULL,
+                .stride = rowb,
                 .off = (size_t)nb_j0 * sizeof(REAL),
                 .lpr = (int)(((size_t)(nb_j1 - nb_j0) * sizeof(REAL) + 63) / 64)};
             const int pl_n = (int)nb_n * pl.lpr;
@@ -535,12 +537,10 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                     pl.m0 = g * pl_n / ng;
                     pl.m1 = (g + 1) * pl_n / ng;
                 } else {
-                    for (size_t o = 0; o < pf_step && pf_done < pf_bytes; o += 64, pf_done += 64)
-                        __builtin_prefetch(pf + pf_done, 0, 3);
-                    for (int64_t i = (int64_t)(pq * pn / pf_calls),
-                                 e = (int64_t)(++pq * pn / pf_calls); i < e; i++)
-                        for (size_t o = 0; o < d * sizeof(REAL) && o < 512; o += 64)
-                            __builtin_prefetch((const char *)rowp[r0 + RV + i] + o, 0, 3);
+                    const int64_t m1 = next_done + next_step < next_n ? next_done + next_step
+                                                                      : next_n;
+                    for (; next_done < m1; next_done++)
+                        __builtin_prefetch(pf_line(&next, (int)next_done), 0, 3);
                 }
                 FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep, blk_pf ? &pl : NULL);
             }
