@@ -37,29 +37,16 @@ def roofs(threads):
     return json.loads(out)
 
 
-def sgemm_gflops():
+def sgemm_gflops(a, b):
+    """OpenBLAS sgemm (numpy) GFLOP/s on a @ b (float32), best of 3."""
     import numpy as np
-    a = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
     best = 1e9
     for _ in range(3):
         t = time.perf_counter()
-        a @ a
+        np.dot(a, b, out=out)
         best = min(best, time.perf_counter() - t)
-    return 2 * 4096 ** 3 / best / 1e9
-
-
-def shape_sgemm_gflops(x, k):
-    """OpenBLAS sgemm (numpy) on the shape of one Lloyd pass: x (n x d) times a d x k
-    matrix, the dot products alone, best of 3."""
-    import numpy as np
-    c = np.ascontiguousarray(x[:k].T)
-    out = np.empty((x.shape[0], k), dtype=np.float32)
-    best = 1e9
-    for _ in range(3):
-        t = time.perf_counter()
-        np.dot(x, c, out=out)
-        best = min(best, time.perf_counter() - t)
-    return 2.0 * x.shape[0] * x.shape[1] * k / best / 1e9
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
 
 
 def per_iter(fn, i1, i2, repeat):
@@ -81,6 +68,7 @@ def main():
     os.environ["OMP_NUM_THREADS"] = str(a.threads)   # before numpy/sklearn/faiss load
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
     import h5py
+    import numpy as np
     import sklearn
     from sklearn.cluster import KMeans
     faiss = None
@@ -92,7 +80,9 @@ def main():
             print("bench-kernel: no FAISS (apt-get install python3-faiss); its column is empty")
 
     r = roofs(a.threads)
-    gemm = sgemm_gflops()
+    square = np.random.default_rng(0).random((4096, 4096), dtype=np.float32)
+    gemm = sgemm_gflops(square, square)
+    del square
     i1, i2 = a.iters
     print("bench-kernel: %d threads; roofs: FMA %.0f GFLOP/s (%d-bit vectors), sgemm 4096^2 "
           "%.0f GFLOP/s, streaming read %.1f GB/s; iterations %d and %d, best of %d"
@@ -127,7 +117,7 @@ def main():
         t_skl = per_iter(skl, i1, i2, a.repeat)
         t_fai = per_iter(fai, i1, i2, a.repeat) if faiss else float("nan")
         rss = run_kmeans(path, k, i1, a.threads)[1]["rss_mb"]["max"]
-        shape_gemm = shape_sgemm_gflops(x, k)
+        shape_gemm = sgemm_gflops(x, np.ascontiguousarray(x[:k].T))   # a pass's products
         flops = 2.0 * n * k * d
         rows.append(dict(shape=s, n=n, d=d, k=k, ours=t_ours, one=t_one, skl=t_skl, fai=t_fai,
                          gflops=flops / t_ours / 1e9, read=n * d * 4 / t_ours / 1e9, rss=rss,
