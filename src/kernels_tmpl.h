@@ -507,12 +507,24 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 FN(transpose_p)(rowp + r0, nr, j0, j1, xt);
             else
                 FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
-            VEC xb[2] = {{0}, {0}};
-            for (int j = 0; j < j1 - j0; j++) {   /* ||x||^2 per lane, for the error bound */
-                VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
-                xb[0] += x0 * x0;
-                xb[1] += x1 * x1;
-            }
+            /* ||x||^2 per lane, for the error bound: four chains a half (one was
+               bound by the FMA's latency); a sum of the same terms, no longer */
+            VEC xq[2][4] = {{{0}}};
+            int j = 0;
+            for (; j + 4 <= j1 - j0; j += 4)
+                for (int u = 0; u < 4; u++)
+                    for (int h = 0; h < 2; h++) {
+                        const VEC v = FN(vload)(xt + (size_t)(j + u) * RV + h * VL);
+                        xq[h][u] += v * v;
+                    }
+            for (; j < j1 - j0; j++)
+                for (int h = 0; h < 2; h++) {
+                    const VEC v = FN(vload)(xt + (size_t)j * RV + h * VL);
+                    xq[h][0] += v * v;
+                }
+            VEC xb[2];
+            for (int h = 0; h < 2; h++)
+                xb[h] = (xq[h][0] + xq[h][1]) + (xq[h][2] + xq[h][3]);
             for (int h = 0; h < 2; h++) {   /* summed by blocks as the dot products are */
                 if (d <= KM_DBLOCK) {
                     xn[h] = xb[h];
