@@ -313,11 +313,28 @@ typedef struct {
     int lpr, m0, m1;
 } km_pf_lines;
 
-static inline const char *pf_line(const km_pf_lines *pf, int m)
+/* Issues lines [m0, m1) of pf in order, one at a time, without a division a line
+ * (an idiv a line was a tenth of assign_block's time on 70,000 x 784). */
+typedef struct {
+    const km_pf_lines *pf;
+    int m, r, l;   /* the next line: m = r lpr + l */
+} km_pf_cursor;
+
+static inline km_pf_cursor pf_start(const km_pf_lines *pf)
 {
-    const int r = m / pf->lpr;
-    const char *row = pf->rows ? (const char *)pf->rows[r] : pf->base + (size_t)r * pf->stride;
-    return row + pf->off + (size_t)(m % pf->lpr) * 64;
+    return (km_pf_cursor){pf, pf->m0, pf->m0 / pf->lpr, pf->m0 % pf->lpr};
+}
+
+static inline void pf_issue(km_pf_cursor *cu)
+{
+    const km_pf_lines *pf = cu->pf;
+    const char *row = pf->rows ? (const char *)pf->rows[cu->r] : pf->base + (size_t)cu->r * pf->stride;
+    __builtin_prefetch(row + pf->off + (size_t)cu->l * 64, 0, 3);
+    cu->m++;
+    if (++cu->l == pf->lpr) {
+        cu->l = 0;
+        cu->r++;
+    }
 }
 
 #define REAL float

@@ -124,12 +124,12 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
     /* Both loops unrolled 4 times (GCC does not by itself): ~0.9 of the time side by
        side on 70,000 x 784 and 1,000,000 x 32, k = 64 (results/BENCH.md). */
     int j = 0;
-    if (pf) {   /* two lines of the next block every 4 steps: a steady stream of requests */
-        int m = pf->m0;
-        for (; j + 4 <= j1 - j0 && m < pf->m1; j += 4, m += 2) {
-            __builtin_prefetch(pf_line(pf, m), 0, 3);
-            if (m + 1 < pf->m1)
-                __builtin_prefetch(pf_line(pf, m + 1), 0, 3);
+    if (pf) {   /* two lines every 4 steps: a steady stream of requests */
+        km_pf_cursor cu = pf_start(pf);
+        for (; j + 4 <= j1 - j0 && cu.m < pf->m1; j += 4) {
+            pf_issue(&cu);
+            if (cu.m < pf->m1)
+                pf_issue(&cu);
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++) {
                 VEC x0 = FN(vload)(xt + (size_t)(j + u) * RV),
@@ -141,8 +141,8 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
                 }
             }
         }
-        for (; m < pf->m1; m++)
-            __builtin_prefetch(pf_line(pf, m), 0, 3);
+        while (cu.m < pf->m1)
+            pf_issue(&cu);
     }
 #pragma GCC unroll 4
     for (; j < j1 - j0; j++) {
@@ -549,10 +549,12 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                     pl.m0 = g * pl_n / ng;
                     pl.m1 = (g + 1) * pl_n / ng;
                 } else {
-                    const int64_t m1 = next_done + next_step < next_n ? next_done + next_step
-                                                                      : next_n;
-                    for (; next_done < m1; next_done++)
-                        __builtin_prefetch(pf_line(&next, (int)next_done), 0, 3);
+                    next.m0 = (int)next_done;
+                    next.m1 = (int)(next_done + next_step < next_n ? next_done + next_step
+                                                                   : next_n);
+                    next_done = next.m1;
+                    for (km_pf_cursor cu = pf_start(&next); cu.m < next.m1;)
+                        pf_issue(&cu);
                 }
                 FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep, blk_pf ? &pl : NULL);
             }
