@@ -34,6 +34,21 @@ static inline double km_fx_scale(double maxabs, int top)
     return ldexp(1.0, top - e);
 }
 
+/* v, an integer-valued double with |v| < 2^127, as an __int128, exactly: from its
+ * bits, since GCC's conversion is a libgcc call (__fixdfti) that took 6 % of a
+ * Lloyd pass on 4,000,000 x 16, k = 4, one per row that changed cluster. */
+static inline km_i128 km_fx_from_int_double(double v)
+{
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    const int e = (int)((b >> 52) & 0x7ff) - 1075;   /* v = +-m 2^e */
+    if (e < -52)   /* |v| < 1: only 0 is an integer */
+        return 0;
+    const uint64_t m = (b & ((1ULL << 52) - 1)) | (1ULL << 52);
+    const km_i128 a = e >= 0 ? (km_i128)m << e : (km_i128)(m >> -e);   /* exact: v is integral */
+    return b >> 63 ? -a : a;
+}
+
 /* Bits whose uint64 sum, minus count * KM_FX_MAGIC_BITS, is sum round(v * scale). */
 static inline uint64_t km_fx_bits(double v, double scale)
 {

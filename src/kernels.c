@@ -278,7 +278,7 @@ static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t
             ws->net[old]--;
         }
     }
-    const km_i128 qi = (km_i128)nearbyint(q * kc->qscale);   /* exact: < 2^KM_FX_QTOP */
+    const km_i128 qi = km_fx_from_int_double(nearbyint(q * kc->qscale));   /* < 2^KM_FX_QTOP */
     acc->sq[c] += qi;
     acc->counts[c] += 1.0;
     acc->moved[c] += 1.0;

@@ -1119,6 +1119,20 @@ static void test_fx_conversions(void **state)
         check_fx_conv(edges[i]);
         check_fx_conv(-edges[i]);
     }
+    /* and back: km_fx_from_int_double against the compiler's (km_i128) of integral
+     * doubles of every magnitude up to 2^126, both signs, and the powers of two */
+    for (int i = 0; i < 200000; i++) {
+        const double v = nearbyint(ldexp(unif() + 0.5, (int)(unif() * 127) - 1));
+        assert_true(km_fx_from_int_double(v) == (km_i128)v);
+        assert_true(km_fx_from_int_double(-v) == (km_i128)-v);
+    }
+    for (int e = 0; e < 127; e++) {
+        const double p = ldexp(1.0, e);
+        assert_true(km_fx_from_int_double(p) == (km_i128)1 << e);
+        assert_true(km_fx_from_int_double(-p) == -((km_i128)1 << e));
+        assert_true(km_fx_from_int_double(p - 1) == ((km_i128)1 << e) - (e <= 53 ? 1 : 0));
+    }
+    assert_true(km_fx_from_int_double(0.0) == 0 && km_fx_from_int_double(-0.0) == 0);
 }
 
 int main(void)
