@@ -451,6 +451,43 @@ static void test_near_ties(void **state)
     }
 }
 
+/* A whole row group that keeps its label by the fast scores, all of them near ties
+ * that the exact distances decide the other way: float32 centroids c0 = c1 - 1e-5 round
+ * to the same floats (half an ulp at 1000 is 3e-5), so every row x = c1 scores both
+ * alike and the fast argmin is c0, its old label, while E(x, c1) = 0 < E(x, c0). The
+ * kernel may skip a row group only when no row in it is a near tie. */
+static void test_group_near_ties(void **state)
+{
+    (void)state;
+    const int k = 2, d = 24;
+    const int64_t n = 64;
+    rng_state = 5;
+    double c64[2 * 24], *x64 = malloc(sizeof(double) * n * d);
+    for (int j = 0; j < d; j++) {
+        c64[d + j] = (double)(float)(1000.0 + unif());
+        c64[j] = c64[d + j] - 1e-5;
+    }
+    for (int64_t i = 0; i < n; i++)
+        memcpy(x64 + i * d, c64 + d, sizeof(double) * d);
+    void *x = make_data(KM_F32, n, d, x64);
+    km_error err = {0};
+    km_centers kc;
+    assert_int_equal(km_centers_init(&kc, k, d, KM_F32, &err), 0);
+    set_range(&kc, x, n);
+    km_centers_load(&kc, c64);
+    int32_t lab[64];
+    for (int64_t i = 0; i < n; i++)
+        lab[i] = 0;
+    km_acc *acc = km_acc_new(k, d);
+    fast_pass(&kc, x, n, 64, lab, acc, 0);
+    for (int64_t i = 0; i < n; i++)
+        assert_int_equal(lab[i], 1);
+    km_acc_free(acc);
+    km_centers_free(&kc);
+    free(x);
+    free(x64);
+}
+
 /* The bounds the pruned strategies rely on: for every row, eb = the exact float64
  * distance to the chosen centroid, and lb2 <= the true squared distance to every
  * other centroid (long double here, independent of the code), once lowered by the
@@ -1143,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_default_block),
         cmocka_unit_test(test_ties),
         cmocka_unit_test(test_near_ties),
+        cmocka_unit_test(test_group_near_ties),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_rows_by_pointer),
         cmocka_unit_test(test_order_independent),
