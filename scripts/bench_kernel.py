@@ -141,21 +141,38 @@ def main():
     print("peak RSS per rank: " + ", ".join("%s %.0f MB (data %.0f MB)"
                                             % (w["shape"], w["rss"], w["data_mb"]) for w in rows))
     by = {w["shape"]: w for w in rows}
-    checks = []
+    checks = []   # (name, met, why it cannot be met here: "" when it can)
+
+    def read_once(w):   # seconds to stream the matrix once at this run's read roof
+        return w["data_mb"] * 1e6 / (r["read_gbs"] * 1e9)
+
     for s, lim in (("a", 0.5), ("b", 0.5), ("c", 0.8)):
         if s in by:
+            w = by[s]
+            floor = read_once(w)
             checks.append(("%s: ours <= %.1f x scikit-learn" % (s, lim),
-                           by[s]["ours"] / by[s]["skl"] <= lim))
+                           w["ours"] / w["skl"] <= lim,
+                           "" if lim * w["skl"] >= floor else
+                           "below the read roof: %.4f s asked, reading the matrix once takes "
+                           "%.4f s" % (lim * w["skl"], floor)))
     if "c" in by:
-        checks.append(("c: GFLOP/s >= sgemm's", by["c"]["gflops"] >= gemm))
+        checks.append(("c: GFLOP/s >= sgemm's", by["c"]["gflops"] >= gemm, ""))
     if "a" in by:
-        checks.append(("a: GFLOP/s >= 0.8 x sgemm's", by["a"]["gflops"] >= 0.8 * gemm))
+        checks.append(("a: GFLOP/s >= 0.8 x sgemm's", by["a"]["gflops"] >= 0.8 * gemm, ""))
     if "d" in by:
-        checks.append(("d: >= 70 % of the read roof", by["d"]["read"] >= 0.7 * r["read_gbs"]))
-    checks += [("%s: 1 -> 2 threads >= 1.8x" % w["shape"], w["one"] / w["ours"] >= 1.8)
-               for w in rows if a.threads == 2]
-    for name, ok in checks:
-        print("target %-34s %s" % (name, "met" if ok else "NOT met"))
+        checks.append(("d: >= 70 % of the read roof", by["d"]["read"] >= 0.7 * r["read_gbs"],
+                       ""))
+    for w in rows if a.threads == 2 else []:
+        # two threads cannot read faster than the roof: where one already reads more
+        # than half of it, 1.8x is out of reach whatever the code does
+        cap = w["one"] / read_once(w)
+        checks.append(("%s: 1 -> 2 threads >= 1.8x" % w["shape"], w["one"] / w["ours"] >= 1.8,
+                       "" if cap >= 1.8 else
+                       "the read roof caps it at %.2fx: one thread reads %.2f GB/s of %.2f"
+                       % (cap, w["read"] * w["ours"] / w["one"], r["read_gbs"])))
+    for name, ok, why in checks:
+        print("target %-34s %s%s" % (name, "met" if ok else "NOT met",
+                                     "" if ok or not why else " (%s)" % why))
     append_csv("bench-kernel.csv",
                "shape,n,d,k,threads,ours_s_per_iter,ours_1thread_s_per_iter,"
                "sklearn_s_per_iter,faiss_s_per_iter,ours_gflops,fma_gflops,sgemm_gflops,"
