@@ -527,8 +527,9 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 FN(transpose_p)(rowp + r0, nr, j0, j1, xt);
             else
                 FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
-            /* ||x||^2 per lane, for the error bound: four chains a half (one was
-               bound by the FMA's latency); a sum of the same terms, no longer */
+            /* ||x||^2 per lane, for the error bound: four chains a half (one chain
+               waited on the FMA's latency). Each term still passes through no more
+               roundings than the block's length, which is what the bound charges */
             VEC xq[2][4] = {{{0}}};
             int j = 0;
             for (; j + 4 <= j1 - j0; j += 4)
