@@ -163,15 +163,22 @@ static int loaded_pass(km_centers *kc, const void *x, int64_t n, int64_t block_r
 /* Fast and naive kernels on the same input must agree bit for bit (labels and
  * the moves: exact sums, counts, squared norms); the naive one is checked
  * against long double: its moves, and the inertia of a pass from no labels. */
+/* Centroids c64 (k x d) ready for the kernel over the n rows x (their range set). */
+static void load_centers(km_centers *kc, km_precision prec, int k, int d, const void *x,
+                         int64_t n, const double *c64)
+{
+    km_error err = {0};
+    assert_int_equal(km_centers_init(kc, k, d, prec, &err), 0);
+    set_range(kc, x, n);
+    km_centers_load(kc, c64);
+}
+
 static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block_rows,
                        const double *x64, const double *c64)
 {
     void *x = make_data(prec, n, d, x64);
-    km_error err = {0};
     km_centers kc;
-    assert_int_equal(km_centers_init(&kc, k, d, prec, &err), 0);
-    set_range(&kc, x, n);
-    km_centers_load(&kc, c64);
+    load_centers(&kc, prec, k, d, x, n, c64);
 
     km_acc *fast = km_acc_new(k, d), *naive = km_acc_new(k, d);
     int32_t *lab_fast = malloc(n * sizeof(int32_t)), *lab_naive = malloc(n * sizeof(int32_t));
@@ -470,11 +477,8 @@ static void test_group_near_ties(void **state)
     for (int64_t i = 0; i < n; i++)
         memcpy(x64 + i * d, c64 + d, sizeof(double) * d);
     void *x = make_data(KM_F32, n, d, x64);
-    km_error err = {0};
     km_centers kc;
-    assert_int_equal(km_centers_init(&kc, k, d, KM_F32, &err), 0);
-    set_range(&kc, x, n);
-    km_centers_load(&kc, c64);
+    load_centers(&kc, KM_F32, k, d, x, n, c64);
     int32_t lab[64];
     for (int64_t i = 0; i < n; i++)
         lab[i] = 0;
