@@ -557,6 +557,13 @@ static void test_bounds(void **state)
                 lab[i] = lab2[i] = -1;
             km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2, &gb);
             km_assign_naive(&kc, x, n, lab2, ref);
+            /* again from the labels just found, the bounds blanked: every row keeps its
+               label now, and must still get its bounds (what is checked below) */
+            for (int64_t i = 0; i < n; i++)
+                eb[i] = lb2[i] = NAN;
+            for (int64_t i = 0; i < n * t; i++)
+                glb[i] = NAN;
+            km_assign_block_bounds(&kc, x, n, lab, acc, ws, eb, lb2, &gb);
             const double margin = (d + 8) * 0x1p-52;
             int tight = 0, gtight = 0, stight = 0, gcount = 0, ttight = 0, fromscores = 0;
             for (int64_t i = 0; i < n; i++) {
