@@ -21,7 +21,7 @@
 #include "kernels.h"
 #include "yinyang.h"
 
-#define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks (views); fit.c makes them hold many kernel blocks */
+#define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks (views); fit.c widens them */
 #define KM_SHARED_FRACTION 0.15          /* the threads' own totals, of the rank's rows */
 #define KM_SHARED_MIN (64.0 * 1048576)   /* ... or up to this */
 /* A stream's HDF5 chunk cache: one chunk. Streamed chunks end on the file's
