@@ -105,6 +105,20 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
     st->i1[h] = KM_VBLEND(lt, cv, st->i1[h]);
 }
 
+/* Step j of the register tile: row vectors j of xt times the CG centroid values j of
+ * panel slice pj (scalar * vector: a broadcast), into the 2 x CG accumulators. */
+static inline __attribute__((always_inline)) void FN(fma_step)(VEC a[2][CG],
+                                                               const REAL *restrict xt,
+                                                               const REAL *restrict pj, int j)
+{
+    const VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
+    const REAL *cj = pj + (size_t)j * CG;
+    for (int q = 0; q < CG; q++) {
+        a[0][q] += cj[q] * x0;
+        a[1][q] += cj[q] * x1;
+    }
+}
+
 /* One d-block [j0, j1) of a row group (xt: its (j1 - j0) x RV transpose) against
  * centroid group g (CG centroids). Where d spans several d-blocks, each block's dot
  * products start from zero and are added, in float64, to part (CG x RV doubles
@@ -131,28 +145,15 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
             if (cu.m < pf->m1)
                 pf_issue(&cu);
 #pragma GCC unroll 4
-            for (int u = 0; u < 4; u++) {
-                VEC x0 = FN(vload)(xt + (size_t)(j + u) * RV),
-                    x1 = FN(vload)(xt + (size_t)(j + u) * RV + VL);
-                const REAL *cj = pj + (size_t)(j + u) * CG;
-                for (int q = 0; q < CG; q++) {
-                    a[0][q] += cj[q] * x0;
-                    a[1][q] += cj[q] * x1;
-                }
-            }
+            for (int u = 0; u < 4; u++)
+                FN(fma_step)(a, xt, pj, j + u);
         }
         while (cu.m < pf->m1)
             pf_issue(&cu);
     }
 #pragma GCC unroll 4
-    for (; j < j1 - j0; j++) {
-        VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
-        const REAL *cj = pj + (size_t)j * CG;
-        for (int q = 0; q < CG; q++) {   /* scalar * vector: a broadcast */
-            a[0][q] += cj[q] * x0;
-            a[1][q] += cj[q] * x1;
-        }
-    }
+    for (; j < j1 - j0; j++)
+        FN(fma_step)(a, xt, pj, j);
     if (j1 < d) {   /* several d-blocks: the block's sums into float64 */
         for (int q = 0; q < CG; q++)
             for (int h = 0; h < 2; h++)
