@@ -184,6 +184,16 @@ class Refusals(unittest.TestCase):
         self.assertIn("cannot write", se)
         self.assertFalse(os.path.exists(TMP("no-such-dir")))
 
+    def test_bad_jobs(self):
+        path, out = TMP("jobs.tsv"), TMP("jobs.h5")
+        with open(path, "w") as f:
+            f.write("g\ta\tb\nx\t1\t2\n")
+        for v in ("0", "-2", "two"):
+            rc, so, se = run(path, out, "--jobs", v)
+            self.assertEqual(rc, 2, se)
+            self.assertIn("--jobs", se.strip().splitlines()[-1])
+            self.assertFalse(os.path.exists(out))
+
     def test_missing_file(self):
         rc, so, se = run(TMP("nope.tsv"), TMP("nope.h5"))
         self.assertEqual(rc, 3)
