@@ -893,10 +893,13 @@ static long double unpack_cluster(const double *buf, const km_centers *kc, int l
     for (int j = 0; j < d; j++) {
         km_i128 v;
         km_fx_unpack(buf + ((size_t)c * d + j) * limbs, 1, limbs, bits, &v);
-        row[j] = km_fx_value(v, kc->xscale[j]);
+        /* xscale is a power of two: times its inverse is the division, bit for bit,
+           without an x87 division an element (16 x 20,000: 0.95 of the time) */
+        const double inv = 1.0 / kc->xscale[j];
+        row[j] = km_fx_to_double(v) * inv;
         /* the cluster's sum about the center, exact until this one rounding */
         const long double s = km_fx_to_ld(v - (km_i128)(int64_t)n * kc->center_fx[j])
-                              / kc->xscale[j];
+                              * (long double)inv;
         const long double cj = (long double)kc->c64[(size_t)c * d + j] - kc->center[j];
         dot += cj * s;
         cc += cj * cj;
