@@ -111,6 +111,18 @@ double km_row_scores(const km_centers *kc, const void *xr, const int *cand, int 
  * bound within a few percent at most, without an exact distance. */
 double km_row_scores_range(const km_centers *kc, const void *xr, const int *cand, int n,
                            double *out, double *top);
+/* What a caller that scores a row more than once, or rows one after another, passes
+ * along (km_row_scores_with). */
+typedef struct {
+    double xn;                 /* in/out: the row's ||x||^2 as the scores sum it, or NaN:
+                                  then summed (the same bits: its own lanes) and kept */
+    const char *next, *next_end;   /* in/out: bytes of the next row to be scored, asked
+                                  for a few lines a d-block of the loop (its read then
+                                  overlaps this row's work instead of following it) */
+} km_row_aux;
+/* km_row_scores_range, with aux (or NULL): the same values. */
+double km_row_scores_with(const km_centers *kc, const void *xr, const int *cand, int n,
+                          double *out, double *top, km_row_aux *aux);
 void km_centers_free(km_centers *kc);
 
 /* Scratch space for one thread's calls of km_assign_block (no allocation in

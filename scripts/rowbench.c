@@ -1,7 +1,8 @@
 /* rowbench.c — what a pruned pass pays for one row in doubt, on one core (no MPI,
  * no HDF5): the exact float64 distance to a centroid (km_dist_exact) with the row
  * coming from memory and from cache, and the fast scores of 1, 2 and 4 centroids
- * (km_row_scores, ||x||^2 with them), in microseconds a row.
+ * (km_row_scores, ||x||^2 with them; then with the norm kept, km_row_aux), and the
+ * same from memory with and without the next row asked for, in microseconds a row.
  * Built by `make unit`, run by `make rowbench`:
  *     build/rowbench [d] [k] [n]          defaults 20000 16 10000 */
 #include <omp.h>
@@ -72,6 +73,34 @@ int main(int argc, char **argv)
                 sink += km_row_scores(&kc, x + (size_t)(i % cached) * d, cand, m, sc) + sc[0];
             printf("  scores of %d centroid%s, row in cache %6.2f\n", m, m > 1 ? "s" : " ",
                    (omp_get_wtime() - t) / n * 1e6);
+        }
+        double xn[4];   /* the norms a pruned pass keeps (km_row_aux) */
+        for (int64_t r = 0; r < cached; r++) {
+            km_row_aux a = {.xn = NAN};
+            km_row_scores_with(&kc, x + (size_t)r * d, cand, 1, sc, NULL, &a);
+            xn[r] = a.xn;
+        }
+        for (int m = 1; m <= 4; m *= 2) {
+            t = omp_get_wtime();
+            for (int64_t i = 0; i < n; i++) {
+                km_row_aux a = {.xn = xn[i % cached]};
+                sink += km_row_scores_with(&kc, x + (size_t)(i % cached) * d, cand, m, sc, NULL,
+                                           &a) + sc[0];
+            }
+            printf("  the same, its norm kept           %8.2f\n", (omp_get_wtime() - t) / n * 1e6);
+        }
+        /* rows in doubt one after another from memory, with and without the next one
+           asked for while one is scored */
+        for (int ask = 0; ask < 2; ask++) {
+            t = omp_get_wtime();
+            for (int64_t i = 0; i < n; i++) {
+                const float *nx = i + 1 < n ? x + (size_t)perm[i + 1] * d : NULL;
+                km_row_aux a = {.xn = NAN, .next = ask && nx ? (const char *)nx : NULL,
+                                .next_end = ask && nx ? (const char *)(nx + d) : NULL};
+                sink += km_row_scores_with(&kc, x + (size_t)perm[i] * d, cand, 4, sc, NULL, &a);
+            }
+            printf("  scores of 4, rows from memory%s %6.2f\n",
+                   ask ? ", next asked" : "            ", (omp_get_wtime() - t) / n * 1e6);
         }
     }
     printf("  (checksum %g)\n", sink);

@@ -10,9 +10,16 @@
 #include "bounds.h"
 #include "kernels.h"
 
+long km_dbg_exact, km_dbg_tie;
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
 #define KM_PF_GROUP_BYTES (512 * 1024)   /* a larger row group is prefetched by d-blocks */
+/* Lines of the next row asked for at each d-block of a row's scores (km_row_aux):
+ * 10,000 x 20,000 scores a row in doubt in ~160 d-blocks, 8 lines each cover its
+ * 1,250; 784 features, in ~8 */
+#ifndef KM_PF_NEXT_ROW_LINES
+#define KM_PF_NEXT_ROW_LINES 8
+#endif
 #define KM_KEEP_SCORES_D 64   /* from this d on, storing the scores costs < 2 % of them */
 /* The pruned strategies' upper bound of a row's distance to its centroid comes from the
  * fast scores when their two sides are within 1/KM_EB_SLACK of each other, else
@@ -46,6 +53,15 @@ _Static_assert(KM_KEEP_SCORES_D <= KM_DBLOCK, "rescore assumes one d-block");
 #include <immintrin.h>
 #define KM_VMIN(a, b) _Generic((a)[0], float: (vf32)_mm256_min_ps((__m256)(a), (__m256)(b)), double: (vf64)_mm256_min_pd((__m256d)(a), (__m256d)(b)))
 #define KM_VMAX(a, b) _Generic((a)[0], float: (vf32)_mm256_max_ps((__m256)(a), (__m256)(b)), double: (vf64)_mm256_max_pd((__m256d)(a), (__m256d)(b)))
+#endif
+/* Fused a b + c lane-wise, as one instruction whatever GCC's tuning would make of
+ * c += a * b: on znver3 it leaves a lone accumulation chain unfused (an FMA's latency
+ * is longer than an add's) and fuses it where there are several, so the same dot
+ * product came out rounded differently by how many were summed with it. */
+#if defined(__AVX512F__)
+#define KM_VFMA(a, b, c) ((__typeof__(a))_Generic((a)[0], float: (__typeof__(a))_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)), double: (__typeof__(a))_mm512_fmadd_pd((__m512d)(a), (__m512d)(b), (__m512d)(c))))
+#elif defined(__FMA__)
+#define KM_VFMA(a, b, c) _Generic((a)[0], float: (vf32)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)), double: (vf64)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
 #endif
 #ifndef KM_VMIN
 #define KM_VSEL(m, a, b) ((__typeof__(a))(((m) & (__typeof__(m))(a)) | (~(m) & (__typeof__(m))(b))))
@@ -456,8 +472,14 @@ double km_row_scores(const km_centers *kc, const void *xr, const int *cand, int 
 double km_row_scores_range(const km_centers *kc, const void *xr, const int *cand, int n,
                            double *out, double *top)
 {
-    return kc->prec == KM_F32 ? row_scores_f32(kc, xr, cand, n, out, top)
-                              : row_scores_f64(kc, xr, cand, n, out, top);
+    return km_row_scores_with(kc, xr, cand, n, out, top, NULL);
+}
+
+double km_row_scores_with(const km_centers *kc, const void *xr, const int *cand, int n,
+                          double *out, double *top, km_row_aux *aux)
+{
+    return kc->prec == KM_F32 ? row_scores_f32(kc, xr, cand, n, out, top, aux)
+                              : row_scores_f64(kc, xr, cand, n, out, top, aux);
 }
 
 void km_centers_free(km_centers *kc)

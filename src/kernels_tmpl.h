@@ -357,6 +357,18 @@ static inline double FN(score_top)(const km_centers *kc, const FN(score_err) *se
     return xn64 * (1.0 + 4.0 * (FN(err_len)(kc->d) + 2) * UROUND) + 2.0 * err;
 }
 
+/* a b + c lane by lane, fused (KM_VFMA; elsewhere lane by lane) */
+static inline VEC FN(fma)(VEC a, VEC b, VEC c)
+{
+#ifdef KM_VFMA
+    return KM_VFMA(a, b, c);
+#else
+    for (int l = 0; l < VL; l++)
+        c[l] = _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(a[l], b[l], c[l]);
+    return c;
+#endif
+}
+
 /* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, d-block by d-block as
  * the kernel sums: a block's products in REAL (VL lanes, the tail in lane 0),
  * each block's lanes added to float64 sums, which are added up at the end. The
@@ -364,7 +376,8 @@ static inline double FN(score_top)(const km_centers *kc, const FN(score_err) *se
  * a block (Yinyang on 70,000 x 784, k = 256 measured 1.04-1.05x with it). */
 static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restrict xr,
                                                               const REAL *const *ys, int ny,
-                                                              int d, double *out)
+                                                              int d, double *out,
+                                                              km_row_aux *aux)
 {
     double t[4][VL];
     for (int i = 0; i < ny; i++)
@@ -373,15 +386,21 @@ static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restric
     for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
         const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
         VEC v[4] = {{0}, {0}, {0}, {0}};
+        if (aux)
+            for (int u = 0; u < KM_PF_NEXT_ROW_LINES && aux->next < aux->next_end; u++) {
+                __builtin_prefetch(aux->next, 0, 3);
+                aux->next += 64;
+            }
         int j = j0;
         for (; j + VL <= j1; j += VL) {
             const VEC xv = FN(vload)(xr + j);
             for (int i = 0; i < ny; i++)
-                v[i] += xv * FN(vload)(ys[i] + j);
+                v[i] = FN(fma)(xv, FN(vload)(ys[i] + j), v[i]);
         }
-        for (; j < j1; j++)
+        for (; j < j1; j++)   /* fused too */
             for (int i = 0; i < ny; i++)
-                v[i][0] += xr[j] * ys[i][j];
+                v[i][0] = _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(
+                    xr[j], ys[i][j], v[i][0]);
         for (int i = 0; i < ny; i++)
             FN(add64)(t[i], v[i], 1);
     }
@@ -398,25 +417,26 @@ static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restric
  * the row-major copy of the centroids, four centroids at a time sharing the loads
  * of the row; in float64 from the dot products on. Returns score_base. */
 static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, const int *cand,
-                             int n, double *out, double *top)
+                             int n, double *out, double *top, km_row_aux *aux)
 {
     const int d = kc->d;
     const REAL *restrict cr = kc->rows_r, *cn = kc->cnorm_r;
-    double xn64 = 0;
+    const int known = aux && !isnan(aux->xn);
+    double xn64 = known ? aux->xn : 0;
     /* ||x||^2 rides with the first three centroids: one pass over the row (in high d
      * it comes from memory) for both. Each sum is alone in its lane, so its bits do
-     * not depend on its company. */
-    for (int q = -1; q < n; q += 4) {
+     * not depend on its company, nor on whether it was summed in an earlier call. */
+    for (int q = known ? 0 : -1; q < n; q += 4) {
         const int ny = n - q < 4 ? n - q : 4;
         const REAL *ys[4];
         double dot[4];
         for (int i = 0; i < ny; i++)
             ys[i] = q + i < 0 ? xr : cr + (size_t)cand[q + i] * d;
         switch (ny) {   /* constant counts: the sums stay in registers */
-        case 4: FN(dots64)(xr, ys, 4, d, dot); break;
-        case 3: FN(dots64)(xr, ys, 3, d, dot); break;
-        case 2: FN(dots64)(xr, ys, 2, d, dot); break;
-        default: FN(dots64)(xr, ys, 1, d, dot); break;
+        case 4: FN(dots64)(xr, ys, 4, d, dot, aux); break;
+        case 3: FN(dots64)(xr, ys, 3, d, dot, aux); break;
+        case 2: FN(dots64)(xr, ys, 2, d, dot, aux); break;
+        default: FN(dots64)(xr, ys, 1, d, dot, aux); break;
         }
         for (int i = 0; i < ny; i++) {
             if (q + i < 0)
@@ -425,6 +445,8 @@ static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, cons
                 out[q + i] = (double)cn[cand[q + i]] - 2 * dot[i];
         }
     }
+    if (aux)
+        aux->xn = xn64;
     const FN(score_err) se = FN(score_err_of)(kc);
     if (top)
         *top = FN(score_top)(kc, &se, (REAL)xn64);

@@ -39,6 +39,10 @@
  * rescored the same way did not gain, nor did a few single groups among larger
  * ones at d = 3 (results/BENCH.md, eleventh step). */
 #define KM_YY_REFRESH 2
+/* From this d on, each row's ||x||^2 is kept once a pass has scored it (km_row_aux):
+ * a row in doubt is scored again and again, and in high d its norm was ~a fifth of
+ * its scores' time; 8 bytes a row are then < 1 % of the row */
+#define KM_YY_NORM_D 256
 
 typedef struct {
     double *gmin1, *gmin2;  /* t: the two smallest E in each examined group */
@@ -69,6 +73,8 @@ struct km_yinyang {
     float *lower;      /* rows x t: <= D(x, c) for every c != label in the group, as of
                           the centroids of pass stamp[row] (moved lazily, see cum_g) */
     float *glob;       /* rows: min over g of lower, as of the same pass */
+    double *xnorm;     /* rows: ||x||^2 as km_row_scores_with sums it, NaN until a pass
+                          scores the row; NULL below KM_YY_NORM_D */
     int32_t *stamp;    /* rows: the pass the group bounds refer to */
     double *prev;      /* k x d: the centroids of the last pass */
     double *drift;     /* k: >= D(c_new, c_prev) */
@@ -95,7 +101,9 @@ size_t km_yinyang_bytes(int k, int d, int64_t rows, int threads, int t, int64_t 
                         km_precision prec)
 {
     const size_t esize = prec == KM_F32 ? 4 : 8;
-    return sizeof(float) * (size_t)rows * (3 + (size_t)t) + sizeof(double) * (size_t)k * (d + 2)
+    return (sizeof(float) * (3 + (size_t)t) + (d >= KM_YY_NORM_D ? sizeof(double) : 0))
+               * (size_t)rows
+           + sizeof(double) * (size_t)k * (d + 2)
            + esize * (size_t)k * d   /* the centroids row-major (km_centers_keep_rows) */
            + (size_t)threads * ((size_t)t * 33 + (size_t)k * 12
                                 + (size_t)block_rows * ((size_t)d * esize + 28 + 8 * (size_t)t));
@@ -129,6 +137,7 @@ void km_yinyang_free(km_yinyang *y)
     free(y->upper);
     free(y->lower);
     free(y->glob);
+    free(y->xnorm);
     free(y->stamp);
     free(y->cum_g);
     free(y->cum_max);
@@ -159,13 +168,15 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
     y->upper = malloc(sizeof(float) * n);
     y->lower = malloc(sizeof(float) * n * (size_t)y->t);
     y->glob = malloc(sizeof(float) * n);
+    y->xnorm = y->d >= KM_YY_NORM_D ? malloc(sizeof(double) * n) : NULL;
     y->stamp = malloc(sizeof(int32_t) * n);
     y->prev = malloc(sizeof(double) * (size_t)y->k * y->d);
     y->drift = malloc(sizeof(double) * (size_t)y->k);
     y->gdrift = malloc(sizeof(double) * (size_t)y->t);
     y->sc = calloc((size_t)y->nt, sizeof *y->sc);
-    int ok = y->group && y->gstart && y->members && y->upper && y->lower && y->glob && y->stamp
-             && y->prev && y->drift && y->gdrift && y->sc;
+    int ok = y->group && y->gstart && y->members && y->upper && y->lower && y->glob
+             && (y->xnorm || y->d < KM_YY_NORM_D) && y->stamp && y->prev && y->drift
+             && y->gdrift && y->sc;
     for (int t = 0; ok && t < y->nt; t++) {
         scratch *s = &y->sc[t];
         s->gmin1 = malloc(sizeof(double) * (size_t)y->t);
@@ -191,6 +202,8 @@ km_yinyang *km_yinyang_new(const km_centers *kc, int64_t rows, km_threads *th, i
         km_yinyang_free(y);
         return NULL;
     }
+    for (size_t i = 0; y->xnorm && i < n; i++)
+        y->xnorm[i] = NAN;
     return y;
 }
 
@@ -337,7 +350,7 @@ static void refresh_nearest(const km_yinyang *y, scratch *s, const double *lb, i
  * higher, without any exact distance. Returns the distances scored. */
 static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                            int32_t *label, double e_a, double hi, double u, double *lb,
-                           scratch *s, km_acc *acc, km_workspace *ws, double m)
+                           scratch *s, km_acc *acc, km_workspace *ws, double m, km_row_aux *aux)
 {
     const int a = *label, t = y->t, d = y->d;
     int n = 0;
@@ -353,7 +366,7 @@ static int64_t examine_row(km_yinyang *y, const km_centers *kc, const void *xr, 
             for (int q = y->gstart[g]; q < y->gstart[g + 1]; q++)
                 if (y->members[q] != a)
                     s->cand[n++] = y->members[q];
-    const double base = km_row_scores(kc, xr, s->cand, n, s->csc);
+    const double base = km_row_scores_with(kc, xr, s->cand, n, s->csc, NULL, aux);
     int first = 0;
     for (int j = 1; j < n; j++)
         first = s->csc[j] < s->csc[first] ? j : first;
@@ -527,7 +540,7 @@ static void rebase_row(km_yinyang *y, int64_t g_row, double u, const double *lb)
  * settle it (KM_YY_REFRESH). */
 static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int64_t g_row,
                        int32_t *labels, scratch *s, double *lb, km_acc *acc, km_workspace *ws,
-                       double m, double glob)
+                       double m, double glob, km_row_aux *aux)
 {
     int32_t *label = labels + g_row;
     const int a = *label, d = y->d;
@@ -535,7 +548,7 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
     double e_a = -1, hi = -1;   /* hi >= ||x - c_a||^2: E(x, c_a), or from the scores */
     if (y->score_first) {
         double sa, top;
-        const double lo = km_row_scores_range(kc, xr, &a, 1, &sa, &top) + sa;
+        const double lo = km_row_scores_with(kc, xr, &a, 1, &sa, &top, aux) + sa;
         if (lo > 0 && top + sa <= lo * KM_YY_TOP_SLACK)   /* not NaN */
             hi = top + sa;
     }
@@ -567,7 +580,7 @@ static void row_pruned(km_yinyang *y, const km_centers *kc, const void *xr, int6
         return;
     }
     acc->distances += (double)examine_row(y, kc, xr, g_row, label, e_a, hi, u, lb, s, acc, ws,
-                                          m);
+                                          m, aux);
 }
 
 /* The pass as a walk (walk.h; ctx: a km_pass, state the km_yinyang). */
@@ -613,13 +626,22 @@ static void work(void *ctx, int t, int64_t first, int64_t n, const int64_t *idx,
         return;
     }
     km_prefetch_first(x, y->rowbytes, idx, nidx, KM_YY_AHEAD);
+    const size_t head = y->rowbytes < 512 ? y->rowbytes : 512;   /* km_prefetch_row's */
     for (int64_t j = 0; j < nidx; j++) {
         if (j + KM_YY_AHEAD < nidx)
             km_prefetch_row((const char *)x + (size_t)idx[j + KM_YY_AHEAD] * y->rowbytes,
                             y->rowbytes);
         const int64_t i = idx[j];
+        /* the rest of the next row in doubt is asked for while this one is scored */
+        const char *next = j + 1 < nidx ? (const char *)x + (size_t)idx[j + 1] * y->rowbytes
+                                        : NULL;
+        km_row_aux aux = {.xn = y->xnorm ? y->xnorm[first + i] : NAN,
+                          .next = next ? next + head : NULL,
+                          .next_end = next ? next + y->rowbytes : NULL};
         row_pruned(y, P->kc, (const char *)x + (size_t)i * y->rowbytes, first + i, P->labels,
-                   s, s->lb, ta, ws, P->m, s->rglob[j]);
+                   s, s->lb, ta, ws, P->m, s->rglob[j], &aux);
+        if (y->xnorm)
+            y->xnorm[first + i] = aux.xn;
     }
 }
 

@@ -622,6 +622,25 @@ static void test_bounds(void **state)
                                  p, kind, (long long)i, c);
                     ttight += top + scall[c] < 1.05 * (double)t2;
                 }
+                /* km_row_aux: the norm summed in a first call and given back to a second,
+                 * the next row asked for meanwhile: the same bits as without; a norm given
+                 * is the one used */
+                {
+                    const size_t rb = (size_t)d * (p == 0 ? 4 : 8);
+                    const char *xr = (const char *)x + (size_t)i * rb;
+                    const char *nx = (const char *)x + (size_t)((i + 1) % n) * rb;
+                    km_row_aux aux = {.xn = NAN, .next = nx, .next_end = nx + rb};
+                    double sc2[13], top2;
+                    for (int pass = 0; pass < 2; pass++) {
+                        const double b2 = km_row_scores_with(&kc, xr, cand, k, sc2, &top2, &aux);
+                        assert_true(b2 == rbase && top2 == top);
+                        if (memcmp(sc2, scall, sizeof(double) * k)) fail_msg("pass %d p %d kind %d d %d: %.17g %.17g", pass, p, kind, d, sc2[12], scall[12]);
+                        assert_false(isnan(aux.xn));
+                    }
+                    assert_true(aux.next > nx && aux.next < nx + rb + 64);
+                    aux.xn *= 4;
+                    assert_true(km_row_scores_with(&kc, xr, cand, k, sc2, NULL, &aux) != rbase);
+                }
                 for (int g = 0; g < t; g++) {
                     long double gmin = INFINITY;
                     for (int c = 0; c < k; c++)
