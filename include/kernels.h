@@ -88,6 +88,10 @@ void km_unpack_cache_free(km_unpack_cache *uc);
 /* km_acc_unpack, with the same bits, through uc. */
 void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,
                           double *res, km_unpack_cache *uc);
+/* The same from a's totals themselves, for one rank: no buffer to pack, no limbs to
+ * decode (the allreduce of one rank's buffer is that buffer: the same bits). */
+void km_acc_unpack_local(const km_acc *a, const km_centers *kc, double *res,
+                         km_unpack_cache *uc);
 
 int km_panel_width(km_precision prec);
 int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *err);

@@ -905,16 +905,33 @@ void km_unpack_cache_free(km_unpack_cache *uc)
     free(uc);
 }
 
+/* Where km_acc_unpack_cached reads the totals: an allreduced buffer (limbs, bits),
+ * or with one rank the km_acc itself (the same integers: the sum over one rank of
+ * its buffer is the buffer). */
+typedef struct {
+    const double *buf;
+    int limbs, bits;
+    const km_acc *acc;
+} totals_src;
+
+static inline km_i128 src_value(const totals_src *src, size_t i)
+{
+    if (src->acc)
+        return src->acc->sums[i];
+    km_i128 v;
+    km_fx_unpack(src->buf + i * src->limbs, 1, src->limbs, src->bits, &v);
+    return v;
+}
+
 /* Cluster c's sums in data units into row (d) and its inertia term. */
-static long double unpack_cluster(const double *buf, const km_centers *kc, int limbs, int bits,
-                                  int c, double n, double *row)
+static long double unpack_cluster(const totals_src *src, const km_centers *kc, int c, double n,
+                                  double *row)
 {
     const int k = kc->k, d = kc->d;
     const size_t kd = (size_t)k * d;
     long double dot = 0, cc = 0;
     for (int j = 0; j < d; j++) {
-        km_i128 v;
-        km_fx_unpack(buf + ((size_t)c * d + j) * limbs, 1, limbs, bits, &v);
+        const km_i128 v = src_value(src, (size_t)c * d + j);
         /* xscale is a power of two: times its inverse is the division, bit for bit,
            without an x87 division an element (16 x 20,000: 0.95 of the time) */
         const double inv = 1.0 / kc->xscale[j];
@@ -927,21 +944,25 @@ static long double unpack_cluster(const double *buf, const km_centers *kc, int l
         cc += cj * cj;
     }
     km_i128 q;
-    km_fx_unpack(buf + (kd + c) * limbs, 1, limbs, bits, &q);
+    if (src->acc)
+        q = src->acc->sq[c];
+    else
+        km_fx_unpack(src->buf + (kd + c) * src->limbs, 1, src->limbs, src->bits, &q);
     /* sum over its rows of ||x - c||^2 = ||x - center||^2 - 2 (c - center).(x - center)
      * + ||c - center||^2; rounding can take a tight cluster a hair below 0 */
     const long double in = km_fx_to_ld(q) / kc->qscale - 2 * dot + n * cc;
     return in > 0 ? in : 0;
 }
 
-void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,
-                          double *res, km_unpack_cache *uc)
+static void unpack_from(const totals_src *src, const km_centers *kc, double *res,
+                        km_unpack_cache *uc)
 {
     const int k = kc->k, d = kc->d;
-    const size_t kd = (size_t)k * d, tail = (kd + k) * limbs;
+    const size_t kd = (size_t)k * d, tail = (kd + k) * (size_t)src->limbs;
     const size_t rowb = sizeof(double) * (size_t)d;
-    const double *moved = buf + tail + k + 2;
-    memcpy(km_acc_counts(res, k, d), buf + tail, sizeof(double) * (size_t)k);
+    const double *moved = src->acc ? src->acc->moved : src->buf + tail + k + 2;
+    memcpy(km_acc_counts(res, k, d), src->acc ? src->acc->counts : src->buf + tail,
+           sizeof(double) * (size_t)k);
     long double *in_c = uc ? uc->in : malloc(sizeof(long double) * (size_t)k);
     if (!in_c)
         abort();   /* only the tests call it without a cache */
@@ -956,7 +977,7 @@ void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, in
             memcpy(res + r, uc->res + r, rowb);   /* the same totals, the same centroid */
             in = uc->in[c];
         } else {
-            in = unpack_cluster(buf, kc, limbs, bits, c, n, res + r);
+            in = unpack_cluster(src, kc, c, n, res + r);
             if (uc) {
                 memcpy(uc->c64 + r, kc->c64 + r, rowb);
                 memcpy(uc->res + r, res + r, rowb);
@@ -972,8 +993,22 @@ void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, in
     else
         free(in_c);
     res[km_acc_inertia(k, d)] = (double)inertia;
-    res[km_acc_changed(k, d)] = buf[tail + k];
-    res[km_acc_distances(k, d)] = buf[tail + k + 1];
+    res[km_acc_changed(k, d)] = src->acc ? src->acc->changed : src->buf[tail + k];
+    res[km_acc_distances(k, d)] = src->acc ? src->acc->distances : src->buf[tail + k + 1];
+}
+
+void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,
+                          double *res, km_unpack_cache *uc)
+{
+    const totals_src src = {.buf = buf, .limbs = limbs, .bits = bits};
+    unpack_from(&src, kc, res, uc);
+}
+
+void km_acc_unpack_local(const km_acc *a, const km_centers *kc, double *res,
+                         km_unpack_cache *uc)
+{
+    const totals_src src = {.acc = a, .limbs = 1};
+    unpack_from(&src, kc, res, uc);
 }
 
 void km_acc_unpack(const double *buf, const km_centers *kc, int limbs, int bits, double *res)

@@ -799,8 +799,9 @@ static void test_order_independent(void **state)
      * cluster's totals change (a move: moved says so), then another's centroid,
      * then nothing; packed after the first step only where rows moved, into a buffer
      * that keeps the rest (and last: a cluster that did not move is not written) */
-    km_unpack_cache *uc = km_unpack_cache_new(k, d);
+    km_unpack_cache *uc = km_unpack_cache_new(k, d), *uc3 = km_unpack_cache_new(k, d);
     double *res2 = malloc(sizeof(double) * km_acc_len(k, d));
+    double *res3 = malloc(sizeof(double) * km_acc_len(k, d));
     double *kept = malloc(sizeof(double) * km_acc_pack_len(k, d, limbs));
     assert_non_null(uc);
     assert_non_null(kept);
@@ -828,6 +829,11 @@ static void test_order_independent(void **state)
         km_acc_unpack(buf, &kc, limbs, bits, res);
         km_acc_unpack_cached(kept, &kc, limbs, bits, res2, uc);
         assert_memory_equal(res, res2, sizeof(double) * km_acc_len(k, d));
+        /* one rank's shortcut: from the totals themselves, with its cache and without */
+        km_acc_unpack_local(ref, &kc, res3, uc3);
+        assert_memory_equal(res, res3, sizeof(double) * km_acc_len(k, d));
+        km_acc_unpack_local(ref, &kc, res3, NULL);
+        assert_memory_equal(res, res3, sizeof(double) * km_acc_len(k, d));
     }
     /* a cluster whose row moved in and out again has the same totals: packed again
      * all the same, and unpacked to the same bits */
@@ -846,7 +852,9 @@ static void test_order_independent(void **state)
         assert_true(kept[(size_t)1 * d * limbs + j] == -777.0);
     free(kept);
     km_unpack_cache_free(uc);
+    km_unpack_cache_free(uc3);
     free(res2);
+    free(res3);
     km_i128 neg[3] = {-((km_i128)1 << 100) - 12345, -1, ((km_i128)1 << 110) + 7}, back[3];
     double nb[3 * 8];
     km_fx_pack(neg, 3, limbs, bits, nb);
