@@ -10,7 +10,6 @@
 #include "bounds.h"
 #include "kernels.h"
 
-long km_dbg_exact, km_dbg_tie;
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 #define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
 #define KM_PF_GROUP_BYTES (512 * 1024)   /* a larger row group is prefetched by d-blocks */

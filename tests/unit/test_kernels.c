@@ -634,7 +634,11 @@ static void test_bounds(void **state)
                     for (int pass = 0; pass < 2; pass++) {
                         const double b2 = km_row_scores_with(&kc, xr, cand, k, sc2, &top2, &aux);
                         assert_true(b2 == rbase && top2 == top);
-                        if (memcmp(sc2, scall, sizeof(double) * k)) fail_msg("pass %d p %d kind %d d %d: %.17g %.17g", pass, p, kind, d, sc2[12], scall[12]);
+                        for (int c = 0; c < k; c++)
+                            if (memcmp(&sc2[c], &scall[c], sizeof(double)))
+                                fail_msg("prec %d kind %d row %lld centroid %d, call %d: "
+                                         "score %.17g, without aux %.17g", p, kind,
+                                         (long long)i, c, pass, sc2[c], scall[c]);
                         assert_false(isnan(aux.xn));
                     }
                     assert_true(aux.next > nx && aux.next < nx + rb + 64);
