@@ -111,8 +111,8 @@ static size_t prec_size(km_precision prec) { return prec == KM_F32 ? 4 : 8; }
 /* The exact distance ||x - c||^2 in float64, in one fixed order (two 4-lane
  * accumulators, lanes summed pairwise, then the d % 8 tail), so its value
  * depends only on x, c and d: never on where the point sits. With run != NULL
- * it also adds x, as fixed-point bits (fixed.h), to run: the update of the
- * chosen cluster. */
+ * it also adds x, as fixed-point bits (fixed.h), to run, and with from != NULL
+ * takes them from from: the update of the chosen cluster and of the one left. */
 typedef float v4f __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef uint64_t v4u __attribute__((vector_size(32)));
@@ -129,7 +129,10 @@ static inline v4d load4(const void *x, int j, km_precision prec)
     return v;
 }
 
-static inline void run_add4(uint64_t *run, const double *scale, int j, v4d x)
+/* x's fixed-point bits into run, and out of from (or NULL): a move's two runs in one
+ * pass over the row (a second pass read the row and the scales again: 10,000 x
+ * 20,000, 28 of a move's 64 bytes an element) */
+static inline void run_move4(uint64_t *run, uint64_t *from, const double *scale, int j, v4d x)
 {
     v4d sc, y;
     v4u r;
@@ -138,17 +141,11 @@ static inline void run_add4(uint64_t *run, const double *scale, int j, v4d x)
     memcpy(&r, run + j, sizeof r);
     r += (v4u)y;
     memcpy(run + j, &r, sizeof r);
-}
-
-static inline void run_sub4(uint64_t *run, const double *scale, int j, v4d x)
-{
-    v4d sc, y;
-    v4u r;
-    memcpy(&sc, scale + j, sizeof sc);
-    y = x * sc + KM_FX_MAGIC;
-    memcpy(&r, run + j, sizeof r);
-    r -= (v4u)y;
-    memcpy(run + j, &r, sizeof r);
+    if (from) {
+        memcpy(&r, from + j, sizeof r);
+        r -= (v4u)y;
+        memcpy(from + j, &r, sizeof r);
+    }
 }
 
 /* fp-contract=off: the compiler versions the loop for run == NULL and != NULL
@@ -158,7 +155,7 @@ static inline void run_sub4(uint64_t *run, const double *scale, int j, v4d x)
 __attribute__((optimize("fp-contract=off")))
 static inline double dist_row(const void *restrict x, const double *restrict c, int d,
                               km_precision prec, const double *restrict scale,
-                              uint64_t *restrict run)
+                              uint64_t *restrict run, uint64_t *restrict from)
 {
     v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
     int j = 0;
@@ -170,8 +167,8 @@ static inline double dist_row(const void *restrict x, const double *restrict c, 
         a0 += t0 * t0;
         a1 += t1 * t1;
         if (run) {
-            run_add4(run, scale, j, x0);
-            run_add4(run, scale, j + 4, x1);
+            run_move4(run, from, scale, j, x0);
+            run_move4(run, from, scale, j + 4, x1);
         }
     }
     double s = ((a0[0] + a1[0]) + (a0[1] + a1[1])) + ((a0[2] + a1[2]) + (a0[3] + a1[3]));
@@ -179,8 +176,12 @@ static inline double dist_row(const void *restrict x, const double *restrict c, 
         double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
         double t = xj - c[j];
         s += t * t;
-        if (run)
-            run[j] += km_fx_bits(xj, scale[j]);
+        if (run) {
+            const uint64_t y = km_fx_bits(xj, scale[j]);
+            run[j] += y;
+            if (from)
+                from[j] -= y;
+        }
     }
     return s;
 }
@@ -220,21 +221,6 @@ static inline uint64_t *open_run(km_workspace *ws, km_acc *acc, int c)
         flush_cluster(ws, acc, c);   /* stays in touched */
     ws->runcount[c]++;
     return ws->run + (size_t)c * ws->d;
-}
-
-/* run -= x as fixed-point bits, the same values dist_row adds. */
-static inline void sub_row(const void *restrict x, int d, km_precision prec,
-                           const double *restrict scale, uint64_t *restrict run)
-{
-    int j = 0;
-    for (; j + 8 <= d; j += 8) {
-        run_sub4(run, scale, j, load4(x, j, prec));
-        run_sub4(run, scale, j + 4, load4(x, j + 4, prec));
-    }
-    for (; j < d; j++) {
-        double xj = prec == KM_F32 ? (double)((const float *)x)[j] : ((const double *)x)[j];
-        run[j] -= km_fx_bits(xj, scale[j]);
-    }
 }
 
 /* Cluster c's shared sums += sign * v (d fixed-point integers), under its lock. */
@@ -284,15 +270,14 @@ static inline void take_row(const km_centers *kc, const void *xr, int c, int32_t
     const int d = kc->d;
     double q;
     if (ws->shared) {
-        q = dist_row(xr, kc->center, d, kc->prec, NULL, NULL);
+        q = dist_row(xr, kc->center, d, kc->prec, NULL, NULL, NULL);
         shared_move(kc, xr, c, old, ws);
     } else {
-        q = dist_row(xr, kc->center, d, kc->prec, kc->xscale, open_run(ws, acc, c));
+        uint64_t *to = open_run(ws, acc, c), *from = old >= 0 ? open_run(ws, acc, old) : NULL;
+        q = dist_row(xr, kc->center, d, kc->prec, kc->xscale, to, from);
         ws->net[c]++;
-        if (old >= 0) {
-            sub_row(xr, d, kc->prec, kc->xscale, open_run(ws, acc, old));
+        if (old >= 0)
             ws->net[old]--;
-        }
     }
     const km_i128 qi = km_fx_from_int_double(nearbyint(q * kc->qscale));   /* < 2^KM_FX_QTOP */
     acc->sq[c] += qi;
@@ -316,7 +301,7 @@ void km_take_row(const km_centers *kc, const void *xr, int c, int32_t *label, km
 double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const double *c)
 {
     const char *row = (const char *)x + (size_t)i * (size_t)d * prec_size(prec);
-    return dist_row(row, c, d, prec, NULL, NULL);
+    return dist_row(row, c, d, prec, NULL, NULL, NULL);
 }
 
 /* Lines [m0, m1) of a block of rows to prefetch, lpr lines a row: line m is
