@@ -126,9 +126,10 @@ static inline long double km_fx_to_ld(km_i128 v)
 }
 
 /* The integer total back in the units of v (one rounding, to nearest; scale is a
- * power of two, so dividing by it is exact). */
+ * power of two, so multiplying by its inverse is exact: the division's bits, and a
+ * caller that needs the inverse too shares it). */
 static inline double km_fx_value(km_i128 total, double scale)
 {
-    return km_fx_to_double(total) / scale;
+    return km_fx_to_double(total) * (1.0 / scale);
 }
 #endif

@@ -357,14 +357,19 @@ static inline double FN(score_top)(const km_centers *kc, const FN(score_err) *se
     return xn64 * (1.0 + 4.0 * (FN(err_len)(kc->d) + 2) * UROUND) + 2.0 * err;
 }
 
-/* a b + c lane by lane, fused (KM_VFMA; elsewhere lane by lane) */
+/* a b + c, fused: one lane, and lane by lane (KM_VFMA; elsewhere one lane at a time) */
+static inline REAL FN(fma1)(REAL a, REAL b, REAL c)
+{
+    return _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(a, b, c);
+}
+
 static inline VEC FN(fma)(VEC a, VEC b, VEC c)
 {
 #ifdef KM_VFMA
     return KM_VFMA(a, b, c);
 #else
     for (int l = 0; l < VL; l++)
-        c[l] = _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(a[l], b[l], c[l]);
+        c[l] = FN(fma1)(a[l], b[l], c[l]);
     return c;
 #endif
 }
@@ -399,8 +404,7 @@ static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restric
         }
         for (; j < j1; j++)   /* fused too */
             for (int i = 0; i < ny; i++)
-                v[i][0] = _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(
-                    xr[j], ys[i][j], v[i][0]);
+                v[i][0] = FN(fma1)(xr[j], ys[i][j], v[i][0]);
         for (int i = 0; i < ny; i++)
             FN(add64)(t[i], v[i], 1);
     }

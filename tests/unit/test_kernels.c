@@ -160,9 +160,6 @@ static int loaded_pass(km_centers *kc, const void *x, int64_t n, int64_t block_r
     return rc;
 }
 
-/* Fast and naive kernels on the same input must agree bit for bit (labels and
- * the moves: exact sums, counts, squared norms); the naive one is checked
- * against long double: its moves, and the inertia of a pass from no labels. */
 /* Centroids c64 (k x d) ready for the kernel over the n rows x (their range set). */
 static void load_centers(km_centers *kc, km_precision prec, int k, int d, const void *x,
                          int64_t n, const double *c64)
@@ -172,6 +169,10 @@ static void load_centers(km_centers *kc, km_precision prec, int k, int d, const 
     set_range(kc, x, n);
     km_centers_load(kc, c64);
 }
+
+/* Fast and naive kernels on the same input must agree bit for bit (labels and
+ * the moves: exact sums, counts, squared norms); the naive one is checked
+ * against long double: its moves, and the inertia of a pass from no labels. */
 
 static void check_case(km_precision prec, int64_t n, int d, int k, int64_t block_rows,
                        const double *x64, const double *c64)
