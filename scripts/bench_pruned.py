@@ -59,6 +59,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=1,
                     help="runs of each method, interleaved; the least time is kept")
     a = ap.parse_args()
+    if a.repeats < 1:
+        ap.error("argument --repeats: %d: must be at least 1" % a.repeats)
+    bad = [c for c in a.cases.split(",") if c not in CASES]
+    if bad:
+        ap.error("argument --cases: %s: not one of %s" % (",".join(bad), ",".join(CASES)))
     os.environ["OMP_NUM_THREADS"] = str(a.threads)      # before numpy/sklearn load
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(a.threads))
     import h5py
