@@ -63,12 +63,24 @@ static inline void km_prefetch_first(const void *x, size_t rowbytes, const int64
         km_prefetch_row((const char *)x + (size_t)idx[j] * rowbytes, rowbytes);
 }
 
-/* drift[c] >= the true distance between prev and now of centroid c (k x d each). */
+/* drift[c] >= the true distance between prev and now of centroid c (k x d each);
+ * 0 where same[c] (km_centers.same; same may be NULL): the distance it would compute. */
 static inline void km_bound_drifts(const double *prev, const double *now, int k, int d,
-                                   double m, double *drift)
+                                   double m, const unsigned char *same, double *drift)
 {
     for (int c = 0; c < k; c++)
-        drift[c] = sqrt(km_dist_exact(now + (size_t)c * d, 0, d, KM_F64, prev + (size_t)c * d))
-                   * (1 + m) * (1 + m);
+        drift[c] = same && same[c]
+                   ? 0
+                   : sqrt(km_dist_exact(now + (size_t)c * d, 0, d, KM_F64, prev + (size_t)c * d))
+                     * (1 + m) * (1 + m);
+}
+
+/* prev = now (k x d each), but for the centroids with same[c], equal already. */
+static inline void km_bound_keep(double *prev, const double *now, int k, int d,
+                                 const unsigned char *same)
+{
+    for (int c = 0; c < k; c++)
+        if (!(same && same[c]))
+            memcpy(prev + (size_t)c * d, now + (size_t)c * d, sizeof(double) * (size_t)d);
 }
 #endif

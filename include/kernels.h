@@ -9,14 +9,21 @@
 #include "kmeans.h"
 
 /* The result of an assignment pass as fit.c reads it, one double buffer:
- * k x d sums, k counts, inertia, labels changed. It is unpacked from a
- * km_acc after the allreduce (km_acc_unpack), so it holds exact totals. */
-static inline size_t km_acc_len(int k, int d) { return (size_t)k * d + k + 3; }
+ * k x d sums, k counts, inertia, labels changed, distances, k moved. It is
+ * unpacked from a km_acc after the allreduce (km_acc_unpack), so it holds exact
+ * totals. */
+static inline size_t km_acc_len(int k, int d) { return (size_t)k * d + 2 * (size_t)k + 3; }
 static inline double *km_acc_counts(double *acc, int k, int d) { return acc + (size_t)k * d; }
 static inline size_t km_acc_inertia(int k, int d) { return (size_t)k * d + k; }
 static inline size_t km_acc_changed(int k, int d) { return (size_t)k * d + k + 1; }
 /* point-centroid distances computed to assign (k per row for Lloyd) */
 static inline size_t km_acc_distances(int k, int d) { return (size_t)k * d + k + 2; }
+/* k: rows that joined or left each cluster in the pass, summed over the ranks (its
+ * totals, so its centroid, stay the same where 0) */
+static inline double *km_acc_moved(double *acc, int k, int d)
+{
+    return acc + (size_t)k * d + k + 3;
+}
 
 /* Centroids prepared for the fast kernel: copied to the data precision and laid
  * out in panels of km_panel_width() centroids (d x width each), padded to kp. */
@@ -30,6 +37,9 @@ typedef struct {
                               after km_centers_keep_rows) */
     const double *c64;     /* k x d float64 centroids (not owned): exact distances */
     double cmax;           /* max ||c|| */
+    unsigned char *same;   /* k: 1 where centroid c is, bit for bit, that of the previous
+                              load (km_centers_update): what derives from it alone
+                              (its drift, its unpacked totals) stands */
     double *maxabs;        /* d: max |x_ij| over the whole dataset (all ranks) */
     double *xscale;        /* d: fixed-point scale of the sums (fixed.h) */
     double *center;        /* d: the column means, on the grid of xscale (the
@@ -100,6 +110,11 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
  * mean, the inertia's reference point. Call once before km_centers_load. */
 void km_centers_set_range(km_centers *kc, const double *maxabs, const double *mean);
 void km_centers_load(km_centers *kc, const double *c64);
+/* The same, where same[c] (k, or NULL: none) says centroid c of c64 equals the one
+ * of the previous load: its panels, norm and row copy are kept, not made again.
+ * fit.c knows which: a cluster whose totals no rows left or joined keeps its
+ * centroid. */
+void km_centers_update(km_centers *kc, const double *c64, const unsigned char *same);
 /* Keep a row-major copy of the centroids for km_row_scores (k x d values more);
  * call before km_centers_load. Returns -1 when out of memory. */
 int km_centers_keep_rows(km_centers *kc);

@@ -42,6 +42,8 @@ typedef struct {
     km_unpack_cache *uc; /* the clusters' unpacked values of the last pass */
     size_t acc_len;
     double *old;       /* centroids the current labels refer to */
+    unsigned char *same; /* k: 1 where the model's centroid c is that of old (the
+                          last pass's): the pass's centroids are updated around it */
     double last_ckpt;  /* km_now() at the last checkpoint (or the start) */
     int stop_asked;    /* agreed in the last allreduce: a rank got a stop signal */
     int ckpt_due;      /* agreed: --checkpoint-seconds passed on some rank */
@@ -57,7 +59,7 @@ static int assign_reduce(fit_state *st, const km_options *opt, const double *cen
 {
     st->passes++;
     double t0 = km_now();
-    km_centers_load(&st->kc, centroids);
+    km_centers_update(&st->kc, centroids, st->same);
     km_acc_clear_pass(st->tot);   /* the totals carry on: a pass adds its moves */
     int rc = st->yy    ? km_yinyang_pass(st->yy, st->src, &st->kc, labels, st->th, st->tot, err)
              : st->ham ? km_hamerly_pass(st->ham, st->src, &st->kc, labels, st->th, st->tot, err)
@@ -144,8 +146,10 @@ static int reseed_empty(fit_state *st, const int32_t *labels, double *centroids,
             goto done;
         const double *counts = km_acc_counts(st->acc, k, d);
         for (int c = 0, t = 0; c < k; c++)
-            if (counts[c] == 0 && row[t] >= 0)
+            if (counts[c] == 0 && row[t] >= 0) {
                 memcpy(centroids + (size_t)c * d, pts + (size_t)(t++) * d, sizeof(double) * d);
+                st->same[c] = 0;
+            }
     }
 done:
     free(dist);
@@ -157,29 +161,46 @@ done:
 }
 
 /* New centroids = sums / counts; empty clusters keep their place until
- * re-seeded. Returns the number of empty clusters. */
+ * re-seeded, and so does a cluster no row joined or left: its totals, so its
+ * sums / counts, are those of the last update (or, on the first pass, of none:
+ * every row joins a cluster then). st->same says which did. Returns the number
+ * of empty clusters. */
 static int update_centroids(fit_state *st, double *centroids)
 {
     const int k = st->kc.k, d = st->blk->d;
-    const double *counts = km_acc_counts(st->acc, k, d);
+    const double *counts = km_acc_counts(st->acc, k, d), *moved = km_acc_moved(st->acc, k, d);
     int empty = 0;
     for (int c = 0; c < k; c++) {
-        if (counts[c] == 0) {
+        st->same[c] = counts[c] == 0 || moved[c] == 0;
+        if (counts[c] == 0)
             empty++;
+        if (st->same[c])
             continue;
-        }
         for (int j = 0; j < d; j++)
             centroids[(size_t)c * d + j] = st->acc[(size_t)c * d + j] / counts[c];
     }
     return empty;
 }
 
-static double centroid_shift(const double *a, const double *b, size_t len)
+/* sum of (a - b)^2 over k x d, in that order; the centroids with same[c] add
+ * exact zeros to it, so they are passed over. */
+static double centroid_shift(const double *a, const double *b, int k, int d,
+                             const unsigned char *same)
 {
     double s = 0;
-    for (size_t i = 0; i < len; i++)
-        s += (a[i] - b[i]) * (a[i] - b[i]);
+    for (int c = 0; c < k; c++)
+        for (size_t i = (size_t)c * d; !same[c] && i < (size_t)(c + 1) * d; i++)
+            s += (a[i] - b[i]) * (a[i] - b[i]);
     return s;
+}
+
+/* old = the model's centroids, but for the ones it holds already (same) */
+static void keep_centroids(fit_state *st, const double *centroids)
+{
+    const int k = st->kc.k, d = st->blk->d;
+    for (int c = 0; c < k; c++)
+        if (!st->same[c])
+            memcpy(st->old + (size_t)c * d, centroids + (size_t)c * d, sizeof(double) * d);
 }
 
 static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_data *D,
@@ -212,9 +233,11 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
         st->tot = km_acc_new(k, blk->d);
         st->uc = km_unpack_cache_new(k, blk->d);
         st->old = malloc(sizeof(double) * (size_t)k * blk->d);
+        st->same = calloc((size_t)k, 1);   /* nothing loaded yet */
         st->th = st->tot ? km_threads_new(&st->kc, block_rows,
                                           D->shared_totals ? st->tot : NULL) : NULL;
-        if (!st->acc || !st->pack || !st->red || !st->tot || !st->uc || !st->old || !st->th)
+        if (!st->acc || !st->pack || !st->red || !st->tot || !st->uc || !st->old || !st->same
+            || !st->th)
             km_fail(err, KM_ERR_MEMORY, "rank %d: out of memory for the accumulators of "
                     "k=%d x d=%d per thread", c->rank, k, blk->d);
         else if (alg == KM_ALG_HAMERLY && !(st->ham = km_hamerly_new(&st->kc, blk->rows, st->th)))
@@ -253,6 +276,7 @@ static void fit_teardown(fit_state *st)
     km_acc_free(st->tot);
     km_unpack_cache_free(st->uc);
     free(st->old);
+    free(st->same);
 }
 
 static km_stop_reason stop_rule(const km_options *opt, int iter, int64_t changed, int empty,
@@ -372,14 +396,14 @@ int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int
     const double scale = res->mean_variance > 0 ? res->mean_variance : 1.0;
     for (int iter = res->iterations + 1; res->stop == KM_STOP_NONE && !err->code; iter++) {
         double t0 = km_now();
-        memcpy(st.old, m->centroids, sizeof(double) * (size_t)k * d);
+        keep_centroids(&st, m->centroids);
         if (assign_reduce(&st, opt, st.old, labels, tm, err))
             break;
         double tu = km_now();
         int empty = update_centroids(&st, m->centroids);
         if (empty && reseed_empty(&st, labels, m->centroids, empty, err))
             break;
-        double shift = centroid_shift(m->centroids, st.old, (size_t)k * d) / scale;
+        double shift = centroid_shift(m->centroids, st.old, k, d, st.same) / scale;
         tm->t[KM_T_UPDATE] += km_now() - tu;
         const double inertia = st.acc[km_acc_inertia(k, d)];
         const int64_t changed = (int64_t)st.acc[km_acc_changed(k, d)];

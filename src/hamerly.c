@@ -210,12 +210,13 @@ static inline void set_bounds(km_hamerly *h, int64_t i, double eb, double lb2, d
 }
 
 /* Drifts since the last pass and the centroid separations, upper / lower bounds. */
-static void centroid_moves(km_hamerly *h, const double *c64, double m)
+static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
 {
+    const double *c64 = kc->c64;
     const int k = h->k, d = h->d;
     double max1 = 0, max2 = 0;
     h->arg1 = -1;
-    km_bound_drifts(h->prev, c64, k, d, m, h->drift);
+    km_bound_drifts(h->prev, c64, k, d, m, kc->same, h->drift);
     for (int c = 0; c < k; c++) {
         h->drift_f[c] = km_up_f(h->drift[c]);
         if (h->drift[c] > max1) {
@@ -497,7 +498,7 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
 {
     const double m = km_bound_margin(h->d);
     if (h->valid)
-        centroid_moves(h, kc->c64, m);
+        centroid_moves(h, kc, m);
     /* rows in doubt go to the kernel where they are when they stay there until
      * the walk's flush (a source that hands out its chunks; a reading source
      * reuses each thread's buffer block after block), and are short enough for
@@ -508,7 +509,7 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
     if (km_walk_rows(src, th, h->cap, &w, &P, err))
         return err->code;
     km_threads_reduce(th, acc);
-    memcpy(h->prev, kc->c64, sizeof(double) * (size_t)h->k * h->d);
+    km_bound_keep(h->prev, kc->c64, h->k, h->d, h->valid ? kc->same : NULL);
     h->valid = 1;
     return 0;
 }

@@ -390,13 +390,14 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
     kc->kp = (k + w - 1) / w * w;
     kc->panels = alloc64((size_t)kc->kp * d * prec_size(prec));
     kc->cnorm = malloc(sizeof(double) * (size_t)kc->kp);
+    kc->same = calloc((size_t)k, 1);
     kc->cnorm_r = alloc64((size_t)kc->kp * prec_size(prec));
     kc->maxabs = calloc((size_t)d, sizeof(double));
     kc->xscale = malloc(sizeof(double) * (size_t)d);
     kc->center = calloc((size_t)d, sizeof(double));
     kc->center_fx = calloc((size_t)d, sizeof(int64_t));
     kc->qscale = 1.0;
-    if (!kc->panels || !kc->cnorm || !kc->cnorm_r || !kc->maxabs || !kc->xscale || !kc->center
+    if (!kc->panels || !kc->cnorm || !kc->same || !kc->cnorm_r || !kc->maxabs || !kc->xscale || !kc->center
         || !kc->center_fx) {
         km_centers_free(kc);
         return km_fail(err, KM_ERR_MEMORY, "out of memory for %d x %d centroids", k, d);
@@ -422,6 +423,11 @@ void km_centers_set_range(km_centers *kc, const double *maxabs, const double *me
 
 void km_centers_load(km_centers *kc, const double *c64)
 {
+    km_centers_update(kc, c64, NULL);
+}
+
+void km_centers_update(km_centers *kc, const double *c64, const unsigned char *same)
+{
     kc->c64 = c64;
     kc->cmax = 0;
     for (int c = 0; c < kc->kp; c++) {
@@ -429,12 +435,15 @@ void km_centers_load(km_centers *kc, const double *c64)
             kc->cnorm[c] = INFINITY;
             continue;
         }
-        double s = 0;
-        for (int j = 0; j < kc->d; j++)
-            s += c64[(size_t)c * kc->d + j] * c64[(size_t)c * kc->d + j];
-        kc->cnorm[c] = s;
-        if (sqrt(s) > kc->cmax)
-            kc->cmax = sqrt(s);
+        kc->same[c] = same ? same[c] : 0;
+        if (!kc->same[c]) {
+            double s = 0;
+            for (int j = 0; j < kc->d; j++)
+                s += c64[(size_t)c * kc->d + j] * c64[(size_t)c * kc->d + j];
+            kc->cnorm[c] = s;
+        }
+        if (sqrt(kc->cnorm[c]) > kc->cmax)
+            kc->cmax = sqrt(kc->cnorm[c]);
     }
     if (kc->prec == KM_F32)
         load_panels_f32(kc, c64);
@@ -473,6 +482,8 @@ void km_centers_free(km_centers *kc)
     kc->rows_r = NULL;
     free(kc->panels);
     free(kc->cnorm);
+    free(kc->same);
+    kc->same = NULL;
     free(kc->cnorm_r);
     free(kc->maxabs);
     free(kc->xscale);
@@ -962,7 +973,10 @@ static void unpack_from(const totals_src *src, const km_centers *kc, double *res
         const double n = res[kd + c];
         const size_t r = (size_t)c * d;
         long double in;
-        if (uc && uc->valid && moved[c] == 0 && !memcmp(kc->c64 + r, uc->c64 + r, rowb)) {
+        /* the same totals and the same centroid: the same values (kc->same spares the
+           comparison of k x d doubles a pass) */
+        if (uc && uc->valid && moved[c] == 0
+            && (kc->same[c] || !memcmp(kc->c64 + r, uc->c64 + r, rowb))) {
             memcpy(res + r, uc->res + r, rowb);   /* the same totals, the same centroid */
             in = uc->in[c];
         } else {
@@ -984,6 +998,7 @@ static void unpack_from(const totals_src *src, const km_centers *kc, double *res
     res[km_acc_inertia(k, d)] = (double)inertia;
     res[km_acc_changed(k, d)] = src->acc ? src->acc->changed : src->buf[tail + k];
     res[km_acc_distances(k, d)] = src->acc ? src->acc->distances : src->buf[tail + k + 1];
+    memcpy(km_acc_moved(res, k, d), moved, sizeof(double) * (size_t)k);
 }
 
 void km_acc_unpack_cached(const double *buf, const km_centers *kc, int limbs, int bits,

@@ -647,20 +647,30 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
     }
 }
 
+/* The centroids in the data precision; those with kc->same[c] are there already (a
+ * panel is written again when one of its centroids is not). */
 static void FN(load_panels)(km_centers *kc, const double *c64)
 {
     const int k = kc->k, d = kc->d, ng = kc->kp / CG;
     REAL *panels = kc->panels, *cn = kc->cnorm_r, *rows = kc->rows_r;
-    for (size_t i = 0; rows && i < (size_t)k * d; i++)
-        rows[i] = (REAL)c64[i];
+    for (int c = 0; rows && c < k; c++)
+        if (!kc->same[c])
+            for (size_t j = 0; j < (size_t)d; j++)
+                rows[(size_t)c * d + j] = (REAL)c64[(size_t)c * d + j];
     for (int c = 0; c < kc->kp; c++)
         cn[c] = c < k ? (REAL)kc->cnorm[c] : (REAL)INFINITY;
-    for (int g = 0; g < ng; g++)
+    for (int g = 0; g < ng; g++) {
+        int all_same = 1;
+        for (int c = g * CG; c < (g + 1) * CG && c < k; c++)
+            all_same &= kc->same[c];
+        if (all_same)
+            continue;
         for (int j = 0; j < d; j++)
             for (int q = 0; q < CG; q++) {
                 int c = g * CG + q;
                 panels[((size_t)g * d + j) * CG + q] = c < k ? (REAL)c64[(size_t)c * d + j] : 0;
             }
+    }
 }
 
 #undef RV

@@ -280,13 +280,13 @@ static int grow_history(km_yinyang *y, int p)
     return 0;
 }
 
-static void centroid_moves(km_yinyang *y, const double *c64, double m)
+static void centroid_moves(km_yinyang *y, const km_centers *kc, double m)
 {
     const int k = y->k, d = y->d, t = y->t, p = y->pass;
     double mx = 0;
     for (int g = 0; g < t; g++)
         y->gdrift[g] = 0;
-    km_bound_drifts(y->prev, c64, k, d, m, y->drift);
+    km_bound_drifts(y->prev, kc->c64, k, d, m, kc->same, y->drift);
     for (int c = 0; c < k; c++) {
         if (y->drift[c] > y->gdrift[y->group[c]])
             y->gdrift[y->group[c]] = y->drift[c];
@@ -669,14 +669,14 @@ int km_yinyang_pass(km_yinyang *y, km_source *src, const km_centers *kc, int32_t
         if (grow_history(y, y->pass + 1))
             return km_fail(err, KM_ERR_MEMORY, "out of memory for Yinyang's drift history");
         y->pass++;
-        centroid_moves(y, kc->c64, m);
+        centroid_moves(y, kc, m);
     }
     const km_walk w = {mark, work, flush};
     km_pass P = {kc, labels, th, m, y};
     if (km_walk_rows(src, th, km_threads_block_rows(th), &w, &P, err))
         return err->code;
     km_threads_reduce(th, acc);
-    memcpy(y->prev, kc->c64, sizeof(double) * (size_t)y->k * y->d);
+    km_bound_keep(y->prev, kc->c64, y->k, y->d, y->valid ? kc->same : NULL);
     y->valid = 1;
     return 0;
 }

@@ -331,6 +331,56 @@ static void random_case(km_precision prec, int64_t n, int d, int k, int64_t bloc
     free(x64);
 }
 
+/* km_centers_update with the mask of the centroids that stayed: the same panels,
+ * norms, row copy and cmax as a full load of the new centroids, whichever panel
+ * holds the changed ones (k = 13: a padded last panel), in both precisions. */
+static void test_centers_update(void **state)
+{
+    (void)state;
+    const int k = 13, d = 37;
+    for (int p = 0; p < 2; p++) {
+        const km_precision prec = (km_precision)p;
+        const size_t es = prec == KM_F32 ? 4 : 8;
+        rng_state = 99 + p;
+        double *c64 = malloc(sizeof(double) * k * d), *x64 = malloc(sizeof(double) * 4 * d);
+        for (int i = 0; i < k * d; i++)
+            c64[i] = 4.0 * unif() - 2.0;
+        for (int i = 0; i < 4 * d; i++)
+            x64[i] = 4.0 * unif() - 2.0;
+        void *x = make_data(prec, 4, d, x64);
+        km_centers up, full;
+        km_error err = {0};
+        assert_int_equal(km_centers_init(&up, k, d, prec, &err), 0);
+        assert_int_equal(km_centers_keep_rows(&up), 0);
+        set_range(&up, x, 4);
+        km_centers_load(&up, c64);
+        unsigned char same[13];
+        for (int step = 0; step < 3; step++) {
+            for (int c = 0; c < k; c++) {   /* step 2: the largest one moves */
+                same[c] = step == 0 ? c != 0 && c != 12 : step == 1 ? c % 5 != 3 : c != 7;
+                for (int j = 0; !same[c] && j < d; j++)
+                    c64[(size_t)c * d + j] += step == 2 ? 40.0 : unif() - 0.5;
+            }
+            km_centers_update(&up, c64, same);
+            assert_int_equal(km_centers_init(&full, k, d, prec, &err), 0);
+            assert_int_equal(km_centers_keep_rows(&full), 0);
+            set_range(&full, x, 4);
+            km_centers_load(&full, c64);
+            assert_memory_equal(up.panels, full.panels, (size_t)full.kp * d * es);
+            assert_memory_equal(up.cnorm, full.cnorm, sizeof(double) * full.kp);
+            assert_memory_equal(up.cnorm_r, full.cnorm_r, (size_t)full.kp * es);
+            assert_memory_equal(up.rows_r, full.rows_r, (size_t)k * d * es);
+            assert_true(up.cmax == full.cmax);
+            assert_memory_equal(up.same, same, k);
+            km_centers_free(&full);
+        }
+        km_centers_free(&up);
+        free(c64);
+        free(x64);
+        free(x);
+    }
+}
+
 /* km_read_some: the rows asked for, each at its place, and no more read calls
  * than runs; a dense request is one read of the whole block. */
 static void test_read_some(void **state)
@@ -845,7 +895,8 @@ static void test_order_independent(void **state)
     ref->moved[0] = 2;
     km_acc_pack_moves(ref, limbs, bits, kept);
     km_acc_unpack_cached(kept, &kc, limbs, bits, res2, uc);
-    assert_memory_equal(res, res2, sizeof(double) * km_acc_len(k, d));
+    assert_memory_equal(res, res2, sizeof(double) * (size_t)(km_acc_moved(res, k, d) - res));
+    assert_true(km_acc_moved(res2, k, d)[0] == 2 && km_acc_moved(res2, k, d)[1] == 0);
     /* and pack_moves writes nothing of a cluster that did not move (k = 2 here):
      * poison cluster 1's sums */
     km_acc_clear_pass(ref);
@@ -1227,6 +1278,7 @@ int main(void)
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_rows_by_pointer),
         cmocka_unit_test(test_order_independent),
+        cmocka_unit_test(test_centers_update),
         cmocka_unit_test(test_dist_exact),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_pp_step),
