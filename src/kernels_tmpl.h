@@ -179,18 +179,20 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
     }
 }
 
-#if KM_VBYTES / ESIZE == 8
+#if ESIZE == 4 || KM_VBYTES / ESIZE == 8
 /* 8 x 8 block transpose (rows src[0..8), columns [j, j + 8)) with the unpack /
- * shuffle / lane-permute network (compiles to vunpck*, vshufp*, vperm2f128 on
- * AVX). Used when VL == 8. */
+ * shuffle / lane-permute network on vectors of 8 values: a VEC where VL == 8, half
+ * of one for float with AVX-512 (compiles to vunpck*, vshufp*, vperm2f128 / vpermt2*).
+ * Not for double on AVX2, where 8 doubles span two registers. */
+typedef REAL FN(v8) __attribute__((vector_size(8 * sizeof(REAL))));
 static inline void FN(transpose8)(const REAL *const *src, int j, REAL *restrict dst,
                                   int64_t ldd)
 {
     typedef __typeof__(((VI){0})[0]) lane_t;
-    typedef lane_t M __attribute__((vector_size(sizeof(VEC))));
-    VEC r[8], t[8], u[8];
+    typedef lane_t M __attribute__((vector_size(sizeof(FN(v8)))));
+    FN(v8) r[8], t[8], u[8];
     for (int i = 0; i < 8; i++)
-        r[i] = FN(vload)(src[i] + j);
+        memcpy(&r[i], src[i] + j, sizeof r[i]);
     const M lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
     const M s0 = {0, 1, 8, 9, 4, 5, 12, 13}, s1 = {2, 3, 10, 11, 6, 7, 14, 15};
     const M p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
@@ -205,7 +207,7 @@ static inline void FN(transpose8)(const REAL *const *src, int j, REAL *restrict 
         u[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s1);
     }
     for (int i = 0; i < 4; i++) {
-        VEC a = __builtin_shuffle(u[i], u[i + 4], p0), b = __builtin_shuffle(u[i], u[i + 4], p1);
+        FN(v8) a = __builtin_shuffle(u[i], u[i + 4], p0), b = __builtin_shuffle(u[i], u[i + 4], p1);
         memcpy(dst + i * ldd, &a, sizeof a);
         memcpy(dst + (i + 4) * ldd, &b, sizeof b);
     }
@@ -224,7 +226,7 @@ static void FN(transpose_p)(const REAL *const *rp, int64_t nr, int j0, int j1,
     if (nr < RV)
         memset(xt, 0, sizeof(REAL) * (size_t)(j1 - j0) * RV);
 #if KM_HAVE_T8
-    if (VL == 8 && nr == RV) {
+    if (nr == RV) {   /* RV is a multiple of 8 */
         for (; j + 8 <= j1; j += 8)
             for (int b = 0; b < RV; b += 8)
                 FN(transpose8)(rp + b, j, xt + (size_t)(j - j0) * RV + b, RV);
