@@ -317,46 +317,67 @@ static void FN(finish_row)(const km_centers *kc, const REAL *restrict xr, REAL s
 }
 
 /* The terms of the scores' error bound: a score is within
- * coef (xn grow + cmax2) slack of the truth (see assign_block). */
+ * coef (xn grow + cmax2) slack of the truth (see assign_block), where the dot
+ * products and xn pass through at most e roundings in REAL each. */
 typedef struct {
     REAL coef, grow, cmax2, slack;
+    int e;
 } FN(score_err);
 
-static inline FN(score_err) FN(score_err_of)(const km_centers *kc)
+/* The bound for e roundings in REAL: the kernel's FN(err_len)(d), or row_scores'
+ * FN(row_err_len)(d). */
+static inline FN(score_err) FN(score_err_len)(const km_centers *kc, int e)
 {
     /* Over several d-blocks the dot is off by at most KM_DBLOCK u of sum |x_j c_j| (a
      * block's FMAs) plus one float64 rounding a block, and its score by one more
      * rounding to REAL: the one-block derivation with e = err_len(d) terms for d.
      * (2 d + 8) 2^-53 covers the float64 sums (the norms, km_dist_exact) where e < d. */
-    const int d = kc->d, e = FN(err_len)(d);
+    const int d = kc->d;
     return (FN(score_err)){
         .coef = (REAL)(1.25 * ((2.0 * e + 8.0) * UROUND + (2.0 * d + 8.0) * 0x1p-53 + 0x1p-48)),
         .grow = (REAL)(1.0 + 2.0 * (e + 2) * UROUND),
         .cmax2 = (REAL)(kc->cmax * kc->cmax * (1 + 4 * UROUND)),
-        .slack = (REAL)(1 + 16 * UROUND)};
+        .slack = (REAL)(1 + 16 * UROUND),
+        .e = e};
+}
+
+static inline FN(score_err) FN(score_err_of)(const km_centers *kc)
+{
+    return FN(score_err_len)(kc, FN(err_len)(kc->d));
 }
 
 /* base with ||x - c||^2 >= base + score(c) for every centroid c, given xn, the
  * row's ||x||^2 summed in REAL: the score's error bound and xn's rounding, taken
  * twice. */
-static inline double FN(score_base)(const km_centers *kc, const FN(score_err) *se, REAL xn)
+static inline double FN(score_base)(const FN(score_err) *se, REAL xn)
 {
     const double xn64 = (double)xn;
     const double err = 2.0 * (double)se->coef * (xn64 * (double)se->grow + (double)se->cmax2)
                        * (double)se->slack;
-    return xn64 * (1.0 - 2.0 * (FN(err_len)(kc->d) + 2) * UROUND) - 2.0 * err;
+    return xn64 * (1.0 - 2.0 * (se->e + 2) * UROUND) - 2.0 * err;
 }
 
 /* The other side: top with ||x - c||^2 <= top + score(c) for every centroid c.
  * The same two terms with their signs turned: twice the score's error bound, and
  * ||x||^2 at most xn (1 + 2 g) when xn is within a factor 1 - g of it (g is
- * score_base's 2 (err_len + 2) UROUND, far below 1/2). */
-static inline double FN(score_top)(const km_centers *kc, const FN(score_err) *se, REAL xn)
+ * score_base's 2 (e + 2) UROUND, far below 1/2). */
+static inline double FN(score_top)(const FN(score_err) *se, REAL xn)
 {
     const double xn64 = (double)xn;
     const double err = 2.0 * (double)se->coef * (xn64 * (double)se->grow + (double)se->cmax2)
                        * (double)se->slack;
-    return xn64 * (1.0 + 4.0 * (FN(err_len)(kc->d) + 2) * UROUND) + 2.0 * err;
+    return xn64 * (1.0 + 4.0 * (se->e + 2) * UROUND) + 2.0 * err;
+}
+
+/* The roundings in REAL of dots64's sums: in each lane and d-block a chain of at most
+ * blk / VL fused products, and the block's tail (fewer than VL) in lane 0, then
+ * float64 additions, one a block and VL - 1 for the lanes, which together round by
+ * less than one unit of REAL for float and are counted one by one for double
+ * (10,000 x 20,000, AVX-512: 32 for float, where the kernel's err_len is 335). */
+static inline int FN(row_err_len)(int d)
+{
+    const int blk = d < KM_DBLOCK ? d : KM_DBLOCK, blocks = (d + KM_DBLOCK - 1) / KM_DBLOCK;
+    return blk / VL + VL - 1 + (UROUND < 0x1p-40 ? blocks + VL : 1);
 }
 
 /* a b + c, fused: one lane, and lane by lane (KM_VFMA; elsewhere one lane at a time) */
@@ -453,10 +474,10 @@ static double FN(row_scores)(const km_centers *kc, const REAL *restrict xr, cons
     }
     if (aux)
         aux->xn = xn64;
-    const FN(score_err) se = FN(score_err_of)(kc);
+    const FN(score_err) se = FN(score_err_len)(kc, FN(row_err_len)(d));
     if (top)
-        *top = FN(score_top)(kc, &se, (REAL)xn64);
-    return FN(score_base)(kc, &se, (REAL)xn64);
+        *top = FN(score_top)(&se, (REAL)xn64);
+    return FN(score_base)(&se, (REAL)xn64);
 }
 
 /* Yinyang's group bounds of one row (km_group_bounds): per group, base + the
@@ -627,14 +648,14 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
             if (eb) {   /* ||x - c||^2 = ||x||^2 + score(c) for the runner-up and beyond,
                            less twice the scores' error bound and xn's rounding; for the
                            centroids scored above lim, the same with lim */
-                base = FN(score_base)(kc, &se, xn[h][l]);
+                base = FN(score_base)(&se, xn[h][l]);
                 lbf = base + (double)st.b2[h][l];
                 lbl = base + (double)lim[h][l];
                 /* the best's upper side, when within 1/64 of its lower one: the
                    bound it gives is then about as tight as the exact distance,
                    which would read the row again in float64 */
                 const double lo = base + (double)st.b1[h][l];
-                const double hi = FN(score_top)(kc, &se, xn[h][l]) + (double)st.b1[h][l];
+                const double hi = FN(score_top)(&se, xn[h][l]) + (double)st.b1[h][l];
                 if ((hi - lo) * KM_EB_SLACK < lo)
                     up = hi;
             }
