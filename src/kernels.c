@@ -11,11 +11,21 @@
 #include "kernels.h"
 
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
-#define KM_DBLOCK 256   /* features per pass of the micro-kernel (cache blocking) */
+/* Features per pass of the micro-kernel: its transposed block of a row group (16 KB
+ * of floats with AVX-512) and the length of its sums in REAL (err_len). 128 in place
+ * of 256: make kbench one thread, d = 20,000, k = 16, 131.7 -> 109.0 ms; d = 784,
+ * k = 64, 93.4 -> 88.0 ms; d = 32 the same (AVX-512 host) */
+#ifndef KM_DBLOCK
+#define KM_DBLOCK 128
+#endif
+/* km_row_scores' blocks (dots64): longer, for a row scored alone runs through its
+   blocks' float64 sums (half as long: Yinyang on 10,000 x 20,000 4 % slower) */
+#define KM_ROW_DBLOCK 256
 #define KM_PF_GROUP_BYTES (512 * 1024)   /* a larger row group is prefetched by d-blocks */
-/* Lines of the next row asked for at each d-block of a row's scores (km_row_aux):
- * 10,000 x 20,000 scores a row in doubt in ~160 d-blocks, 8 lines each cover its
- * 1,250; 784 features, in ~8 */
+/* Lines of the next row asked for at each block of a row's scores (km_row_aux,
+ * KM_ROW_DBLOCK values): 10,000 x 20,000 scores a row in 79 blocks, whose 8 lines each
+ * ask for half of the next row's 1,250 (all of them, or 4 a block: no better); 784
+ * features, in 4 */
 #ifndef KM_PF_NEXT_ROW_LINES
 #define KM_PF_NEXT_ROW_LINES 8
 #endif

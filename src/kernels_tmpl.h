@@ -80,12 +80,15 @@ static inline VEC FN(score64)(const double *p, VEC v, double cn)
 }
 
 /* The length that the scores' error bound charges for: d where one d-block holds
- * the row; otherwise a block's KM_DBLOCK terms in REAL plus one float64 addition a
- * block. (10,000 x 20,000: 335 against 20,000, which sent 11 % of the rows to the
- * exact recheck every pass.) */
+ * the row; otherwise a block's KM_DBLOCK terms in REAL plus the float64 additions, one
+ * a block, which together round by less than one unit of REAL for float (nblocks
+ * 2^-53 < 2^-24) and are counted one by one for double. (10,000 x 20,000: 129 against
+ * 20,000, which sent 11 % of the rows to the exact recheck every pass; 335 when each
+ * addition was counted as a float's.) */
 static inline int FN(err_len)(int d)
 {
-    return d <= KM_DBLOCK ? d : KM_DBLOCK + (d + KM_DBLOCK - 1) / KM_DBLOCK;
+    return d <= KM_DBLOCK ? d
+                          : KM_DBLOCK + (UROUND < 0x1p-40 ? (d + KM_DBLOCK - 1) / KM_DBLOCK : 1);
 }
 
 typedef struct {
@@ -373,10 +376,11 @@ static inline double FN(score_top)(const FN(score_err) *se, REAL xn)
  * blk / VL fused products, and the block's tail (fewer than VL) in lane 0, then
  * float64 additions, one a block and VL - 1 for the lanes, which together round by
  * less than one unit of REAL for float and are counted one by one for double
- * (10,000 x 20,000, AVX-512: 32 for float, where the kernel's err_len is 335). */
+ * (10,000 x 20,000, AVX-512: 32 for float; the kernel's err_len is 129). */
 static inline int FN(row_err_len)(int d)
 {
-    const int blk = d < KM_DBLOCK ? d : KM_DBLOCK, blocks = (d + KM_DBLOCK - 1) / KM_DBLOCK;
+    const int blk = d < KM_ROW_DBLOCK ? d : KM_ROW_DBLOCK;
+    const int blocks = (d + KM_ROW_DBLOCK - 1) / KM_ROW_DBLOCK;
     return blk / VL + VL - 1 + (UROUND < 0x1p-40 ? blocks + VL : 1);
 }
 
@@ -397,9 +401,9 @@ static inline VEC FN(fma)(VEC a, VEC b, VEC c)
 #endif
 }
 
-/* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, d-block by d-block as
- * the kernel sums: a block's products in REAL (VL lanes, the tail in lane 0),
- * each block's lanes added to float64 sums, which are added up at the end. The
+/* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, KM_ROW_DBLOCK values at a
+ * time: a block's products in REAL (VL lanes, the tail in lane 0), each block's
+ * lanes added to float64 sums, which are added up at the end (row_err_len). The
  * lanes are vectors, not an OpenMP reduction, which would reduce across lanes once
  * a block (Yinyang on 70,000 x 784, k = 256 measured 1.04-1.05x with it). */
 static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restrict xr,
@@ -411,8 +415,8 @@ static inline __attribute__((always_inline)) void FN(dots64)(const REAL *restric
     for (int i = 0; i < ny; i++)
         for (int l = 0; l < VL; l++)
             t[i][l] = 0;
-    for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
-        const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
+    for (int j0 = 0; j0 < d; j0 += KM_ROW_DBLOCK) {
+        const int j1 = d - j0 > KM_ROW_DBLOCK ? j0 + KM_ROW_DBLOCK : d;
         VEC v[4] = {{0}, {0}, {0}, {0}};
         if (aux)
             for (int u = 0; u < KM_PF_NEXT_ROW_LINES && aux->next < aux->next_end; u++) {

@@ -557,9 +557,10 @@ static void test_group_near_ties(void **state)
  * after the first rounds the dot product back to 1: it comes out low by t s per
  * term summed after the 1 and the score high by twice that, while ||x||^2 (t =
  * 2^-8: every partial sum exact) loses nothing. Summed in one run over d, the
- * score's error is ~7800 u, above what the blocked error bound allows (~6300 u);
- * with the blocks' sums in float64 it is ~500 u. This kind fails with the blocks'
- * sums in float32, or with the bound charged for 8 terms a block in place of 256. */
+ * score's error is ~3,900 u, above what the blocked error bound allows (~3,000 u
+ * for KM_DBLOCK = 128); with the blocks' sums in float64 it is ~125 u. This kind
+ * fails when the kernel sums a whole row in REAL under that bound (seen with
+ * KM_DBLOCK = 8192 and err_len still charging 128 + 1). */
 static void test_bounds(void **state)
 {
     (void)state;
