@@ -18,8 +18,9 @@
 #ifndef KM_DBLOCK
 #define KM_DBLOCK 128
 #endif
-/* km_row_scores' blocks (dots64): longer, for a row scored alone runs through its
-   blocks' float64 sums (half as long: Yinyang on 10,000 x 20,000 4 % slower) */
+/* km_row_scores' blocks (dots64), longer than the kernel's: a block of one row ends
+   in float64 additions of all its lanes (at 128, Yinyang on 10,000 x 20,000 was 4 %
+   slower) */
 #define KM_ROW_DBLOCK 256
 #define KM_PF_GROUP_BYTES (512 * 1024)   /* a larger row group is prefetched by d-blocks */
 /* Lines of the next row asked for at each block of a row's scores (km_row_aux,
@@ -418,8 +419,8 @@ int km_centers_init(km_centers *kc, int k, int d, km_precision prec, km_error *e
     kc->center = calloc((size_t)d, sizeof(double));
     kc->center_fx = calloc((size_t)d, sizeof(int64_t));
     kc->qscale = 1.0;
-    if (!kc->panels || !kc->cnorm || !kc->same || !kc->cnorm_r || !kc->maxabs || !kc->xscale || !kc->center
-        || !kc->center_fx) {
+    if (!kc->panels || !kc->cnorm || !kc->same || !kc->cnorm_r || !kc->maxabs || !kc->xscale
+        || !kc->center || !kc->center_fx) {
         km_centers_free(kc);
         return km_fail(err, KM_ERR_MEMORY, "out of memory for %d x %d centroids", k, d);
     }
