@@ -188,9 +188,12 @@ static double centroid_shift(const double *a, const double *b, int k, int d,
                              const unsigned char *same)
 {
     double s = 0;
-    for (int c = 0; c < k; c++)
-        for (size_t i = (size_t)c * d; !same[c] && i < (size_t)(c + 1) * d; i++)
+    for (int c = 0; c < k; c++) {
+        if (same[c])
+            continue;
+        for (size_t i = (size_t)c * d; i < (size_t)(c + 1) * d; i++)
             s += (a[i] - b[i]) * (a[i] - b[i]);
+    }
     return s;
 }
 

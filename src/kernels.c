@@ -13,8 +13,8 @@
 #define CG 6            /* centroids per register tile (12 FMA chains with 2 row vectors) */
 /* Features per pass of the micro-kernel: its transposed block of a row group (16 KB
  * of floats with AVX-512) and the length of its sums in REAL (err_len). 128 in place
- * of 256: make kbench one thread, d = 20,000, k = 16, 131.7 -> 109.0 ms; d = 784,
- * k = 64, 93.4 -> 88.0 ms; d = 32 the same (AVX-512 host) */
+ * of 256 (OMP_NUM_THREADS=1 build/kbench D K N 5, AVX-512 host): d = 20,000, k = 16,
+ * 131.7 -> 109.0 ms; d = 784, k = 64, 93.4 -> 88.0 ms; d = 32 the same */
 #ifndef KM_DBLOCK
 #define KM_DBLOCK 128
 #endif
