@@ -108,15 +108,16 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
     st->i1[h] = KM_VBLEND(lt, cv, st->i1[h]);
 }
 
-/* Step j of the register tile: row vectors j of xt times the CG centroid values j of
- * panel slice pj (scalar * vector: a broadcast), into the 2 x CG accumulators. */
+/* Step j of the register tile: row vectors j of xt times the first w (<= CG) centroid
+ * values j of panel slice pj (scalar * vector: a broadcast), into the 2 x w accumulators. */
 static inline __attribute__((always_inline)) void FN(fma_step)(VEC a[2][CG],
                                                                const REAL *restrict xt,
-                                                               const REAL *restrict pj, int j)
+                                                               const REAL *restrict pj, int j,
+                                                               const int w)
 {
     const VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
     const REAL *cj = pj + (size_t)j * CG;
-    for (int q = 0; q < CG; q++) {
+    for (int q = 0; q < w; q++) {
         a[0][q] += cj[q] * x0;
         a[1][q] += cj[q] * x1;
     }
@@ -126,16 +127,18 @@ static inline __attribute__((always_inline)) void FN(fma_step)(VEC a[2][CG],
  * centroid group g (CG centroids). Where d spans several d-blocks, each block's dot
  * products start from zero and are added, in float64, to part (CG x RV doubles
  * per group); after the last block the scores update the argmin.
- * Hot loop: 12 FMA chains. */
-static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
-                             int j1, double *restrict part, FN(argmin_state) *st,
-                             REAL *restrict keep, const km_pf_lines *pf)
+ * Hot loop: 2 w FMA chains. Only the group's first w centroids are scored: the
+ * padding beyond k scores +inf, which changes neither the best nor the runner-up. */
+static inline __attribute__((always_inline)) void FN(group_scores_w)(
+    const km_centers *kc, const REAL *restrict xt, int g, int j0, int j1,
+    double *restrict part, FN(argmin_state) *st, REAL *restrict keep, const km_pf_lines *pf,
+    const int w)
 {
     const int d = kc->d;
     const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
     double *restrict pg = part + (size_t)g * CG * RV;
     VEC a[2][CG];
-    for (int q = 0; q < CG; q++)
+    for (int q = 0; q < w; q++)
         a[0][q] = a[1][q] = (VEC){0};
     const REAL *restrict pj = pan + (size_t)j0 * CG;
     /* Both loops unrolled 4 times (GCC does not by itself): ~0.9 of the time side by
@@ -149,30 +152,30 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
                 pf_issue(&cu);
 #pragma GCC unroll 4
             for (int u = 0; u < 4; u++)
-                FN(fma_step)(a, xt, pj, j + u);
+                FN(fma_step)(a, xt, pj, j + u, w);
         }
         while (cu.m < pf->m1)
             pf_issue(&cu);
     }
 #pragma GCC unroll 4
     for (; j < j1 - j0; j++)
-        FN(fma_step)(a, xt, pj, j);
+        FN(fma_step)(a, xt, pj, j, w);
     if (j1 < d) {   /* several d-blocks: the block's sums into float64 */
-        for (int q = 0; q < CG; q++)
+        for (int q = 0; q < w; q++)
             for (int h = 0; h < 2; h++)
                 FN(add64)(pg + q * RV + h * VL, a[h][q], j0 > 0);
         return;
     }
     if (j0 > 0)   /* the last of several: the score in float64, then rounded */
-        for (int q = 0; q < CG; q++)
+        for (int q = 0; q < w; q++)
             for (int h = 0; h < 2; h++)
                 a[h][q] = FN(score64)(pg + q * RV + h * VL, a[h][q],
                                       (double)((const REAL *)kc->cnorm_r)[g * CG + q]);
     else
-        for (int q = 0; q < CG; q++)
+        for (int q = 0; q < w; q++)
             for (int h = 0; h < 2; h++)
                 a[h][q] = ((const REAL *)kc->cnorm_r)[g * CG + q] - 2 * a[h][q];
-    for (int q = 0; q < CG; q++) {   /* a now holds the scores */
+    for (int q = 0; q < w; q++) {   /* a now holds the scores */
         FN(argmin_update)(st, 0, a[0][q], g * CG + q);
         FN(argmin_update)(st, 1, a[1][q], g * CG + q);
         if (keep) {   /* centroid c's scores at keep[c * RV + lane] */
@@ -180,6 +183,22 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
             memcpy(keep + (size_t)(g * CG + q) * RV + VL, &a[1][q], sizeof(VEC));
         }
     }
+}
+
+/* The last group of a k that is not a multiple of CG with a narrower tile: 4 or
+ * 2 columns where 6 would score padding (k = 4: a third of the FMAs; k = 16: the
+ * last group's 4 of 6). The same products in the same order: the same scores. */
+static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
+                             int j1, double *restrict part, FN(argmin_state) *st,
+                             REAL *restrict keep, const km_pf_lines *pf)
+{
+    const int left = kc->k - g * CG;
+    if (CG > 4 && left <= 2)
+        FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, 2);
+    else if (CG > 4 && left <= 4)
+        FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, 4);
+    else
+        FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, CG);
 }
 
 #if ESIZE == 4 || KM_VBYTES / ESIZE == 8
