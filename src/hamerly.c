@@ -32,6 +32,14 @@
  * (1664) were 2-18 % slower; 2M x 3, k = 512 (6656) and 1M x 32, k = 256 (10752)
  * 35-38 % faster. */
 #define KM_HAMERLY_NEAR_KD 4096
+/* From this k on, a row's lower bound falls by the largest drift among the centroids
+ * listed near its own, and is capped by the distance past the list (moved_lower),
+ * not by the largest drift of all k. Its two more table lookups a row a pass cost
+ * more than they save below it. Measured (fit s, 2 threads, alternating runs, off /
+ * on; BENCH.md): 2M x 3, k = 64 1.45 / 1.65, k = 128 2.66 / 2.73-2.76, k = 256
+ * 4.57-4.64 / 4.22-4.35, k = 512 7.15-7.58 / 6.35-6.42; 1M x 32, k = 256 (150
+ * passes) 2.36-2.41 / 2.06-2.11. */
+#define KM_HAMERLY_LIST_K 256
 
 typedef struct {
     void *x;          /* gathered rows that need every distance (copies) */
@@ -65,6 +73,10 @@ struct km_hamerly {
     float max1_f;     /* >= every drift, rounded up */
     float max2_f;     /* >= every drift but arg1's */
     int arg1;         /* the centroid that drifted most (-1: none) */
+    int list_decay;   /* lower bounds move by the drifts in the lists (KM_HAMERLY_LIST_K) */
+    float *ldrift_f;  /* k: >= the drift of every centroid in c's list, rounded up */
+    float *far_f;     /* k: <= D(c, c_j) for every c_j not in c's list, rounded down;
+                         +inf when the list holds every other centroid */
     int valid;        /* the bounds hold for prev */
     int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
     gather_buf *buf;  /* per thread */
@@ -111,6 +123,20 @@ static inline float moved_lower_f(float lower, float by)
     return l > KM_TINY_F ? l : 0;
 }
 
+/* <= every D(x, c_j), j != a, now, from l <= each of them before the centroids
+ * moved, u >= D(x, c_a) now, ldrift >= the drift of each centroid listed near c_a
+ * now, and far <= D(c_a, c_j) for every c_j not listed now: a listed c_j is at
+ * least l - ldrift away, one not listed at least far - u (triangle inequality), so
+ * a row's bound falls by the largest drift among 32 centroids, not among all k.
+ * 2M x 3, k = 512, 300 passes: rows in doubt after the moved bounds fell from
+ * 16.9 % to 13.0 % of the rows a pass, those the exact distance to their own
+ * centroid left in doubt from 11.3 % to 6.5 %. */
+static inline float moved_lower(float l, float ldrift, float far, float u)
+{
+    const float a = moved_lower_f(l, ldrift), b = moved_lower_f(far, u);
+    return a < b ? a : b;
+}
+
 /* Every j != a is farther than a when u (1 + e) < max(l, sep_a - u) (1 - e). */
 static inline int kept_f(float u, float l, float sep)
 {
@@ -122,7 +148,7 @@ size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_r
                         km_precision prec)
 {
     const size_t esize = prec == KM_F32 ? 4 : 8;
-    return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 3 * (size_t)k)
+    return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 4 * (size_t)k)
            + 12 * (size_t)k * KM_HAMERLY_NEAR
            + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 6 + 1);
 }
@@ -152,6 +178,8 @@ void km_hamerly_free(km_hamerly *h)
     free(h->near_lo);
     free(h->drift_f);
     free(h->sep_f);
+    free(h->ldrift_f);
+    free(h->far_f);
     free(h);
 }
 
@@ -175,13 +203,16 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->nnear = h->k <= KM_HAMERLY_SEP_MAX_K ? (h->k - 1 < KM_HAMERLY_NEAR ? h->k - 1
                                                                           : KM_HAMERLY_NEAR) : 0;
     h->near_max = (double)h->k * (h->d + 10) >= KM_HAMERLY_NEAR_KD ? KM_HAMERLY_NEAR_MAX : 0;
+    h->list_decay = h->nnear > 0 && h->k >= KM_HAMERLY_LIST_K;
     h->near = malloc(sizeof(int) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->near_lo = malloc(sizeof(double) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->drift_f = malloc(sizeof(float) * (size_t)h->k);
     h->sep_f = malloc(sizeof(float) * (size_t)h->k);
+    h->ldrift_f = malloc(sizeof(float) * (size_t)h->k);
+    h->far_f = malloc(sizeof(float) * (size_t)h->k);
     h->buf = calloc((size_t)h->nt, sizeof *h->buf);
     int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->drift_f && h->sep_f
-             && h->near && h->near_lo && h->buf;
+             && h->ldrift_f && h->far_f && h->near && h->near_lo && h->buf;
     for (int t = 0; ok && t < h->nt; t++) {
         gather_buf *b = &h->buf[t];
         b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
@@ -209,24 +240,27 @@ static inline void set_bounds(km_hamerly *h, int64_t i, double eb, double lb2, d
     h->lower[i] = km_down_f(sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
 }
 
-/* Drifts since the last pass and the centroid separations, upper / lower bounds. */
+/* Drifts since the last pass and the centroid separations, upper / lower bounds;
+ * per centroid the largest drift in its list and the distance past its list, with
+ * which a row's lower bound moves (mark_block). */
 static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
 {
     const double *c64 = kc->c64;
     const int k = h->k, d = h->d;
     double max1 = 0, max2 = 0;
-    h->arg1 = -1;
+    int arg1 = -1;
     km_bound_drifts(h->prev, c64, k, d, m, kc->same, h->drift);
     for (int c = 0; c < k; c++) {
         h->drift_f[c] = km_up_f(h->drift[c]);
         if (h->drift[c] > max1) {
             max2 = max1;
             max1 = h->drift[c];
-            h->arg1 = c;
+            arg1 = c;
         } else if (h->drift[c] > max2) {
             max2 = h->drift[c];
         }
     }
+    h->arg1 = arg1;
     h->max1_f = km_up_f(max1);
     h->max2_f = km_up_f(max2);
     /* the nearest other centroids, their distances rounded down: O(k^2 d), skipped
@@ -258,6 +292,13 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
             ne[q] = sqrt(ne[q]) * (1 - m) * (1 - m);
         h->sep[c] = have ? ne[0] : 0;
         h->sep_f[c] = km_down_f(h->sep[c]);
+        float md = 0;   /* drift_f >= 0 */
+        for (int q = 0; q < have; q++)
+            md = h->drift_f[nj[q]] > md ? h->drift_f[nj[q]] : md;
+        h->ldrift_f[c] = md;
+        /* a centroid not listed is at least as far as the last listed (ties keep the
+           lower index listed, and ne is rounded down) */
+        h->far_f[c] = have && have < k - 1 ? km_down_f(ne[have - 1]) : INFINITY;
     }
 }
 
@@ -343,21 +384,26 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
  * (the totals only change by moves, kernels.h), and its values are not even
  * read. Returns how many are left in doubt, listed in b->rest (block-relative)
  * with their moved lower bounds in b->lb. */
-static int64_t mark_block(km_hamerly *h, int64_t first, int64_t nr, const int32_t *labels,
-                          gather_buf *b)
+static inline __attribute__((always_inline)) int64_t mark_rows(km_hamerly *h, int64_t first,
+                                                                int64_t nr,
+                                                                const int32_t *labels,
+                                                                gather_buf *b, const int lists)
 {
     float *upper = h->upper + first, *lower = h->lower + first;
     const int32_t *lab = labels + first;
-    const float *drift = h->drift_f, *sep = h->sep_f, max1 = h->max1_f, max2 = h->max2_f;
+    const float *drift = h->drift_f, *sep = h->sep_f, *ldrift = h->ldrift_f, *far = h->far_f;
+    const float max1 = h->max1_f, max2 = h->max2_f;
     const int arg1 = h->arg1;
     unsigned char *doubt = b->doubt;
-    /* one branch-free loop the compiler vectorises (gathers of drift and sep):
-     * kept rows get their moved bounds, the others are marked */
+    /* one branch-free loop the compiler vectorises (gathers of drift and sep, and of
+     * ldrift and far with lists): kept rows get their moved bounds, the others are
+     * marked */
 #pragma omp simd
     for (int64_t i = 0; i < nr; i++) {
         const int a = lab[i];
         const float u = moved_upper_f(upper[i], drift[a]);
-        const float l = moved_lower_f(lower[i], a == arg1 ? max2 : max1);
+        const float l = lists ? moved_lower(lower[i], ldrift[a], far[a], u)
+                              : moved_lower_f(lower[i], a == arg1 ? max2 : max1);
         const int keep = kept_f(u, l, sep[a]);
         upper[i] = keep ? u : upper[i];
         lower[i] = keep ? l : lower[i];
@@ -372,11 +418,21 @@ static int64_t mark_block(km_hamerly *h, int64_t first, int64_t nr, const int32_
         memcpy(&w, doubt + w0, sizeof w);
         for (; w; w &= w - 1) {
             const int64_t i = w0 + __builtin_ctzll(w) / 8;
-            b->lb[nrest] = moved_lower_f(lower[i], lab[i] == arg1 ? max2 : max1);
+            const int a = lab[i];
+            b->lb[nrest] = lists ? moved_lower(lower[i], ldrift[a], far[a],
+                                               moved_upper_f(upper[i], drift[a]))
+                                 : moved_lower_f(lower[i], a == arg1 ? max2 : max1);
             b->rest[nrest++] = i;
         }
     }
     return nrest;
+}
+
+static int64_t mark_block(km_hamerly *h, int64_t first, int64_t nr, const int32_t *labels,
+                          gather_buf *b)
+{
+    return h->list_decay ? mark_rows(h, first, nr, labels, b, 1)
+                         : mark_rows(h, first, nr, labels, b, 0);
 }
 
 /* Row xr (local row g, label a) to the kernel with thread's gathered rows. */

@@ -134,6 +134,17 @@ class SameAsLloyd(unittest.TestCase):
                                    "--max-iter", "80"], configs=[(1, 1), (2, 2)])
         self.assertGreater(skipped["hamerly"][-1], 0.9)
 
+    def test_list_decay(self):
+        # k >= 256 (KM_HAMERLY_LIST_K): a Hamerly row's lower bound falls by the drifts of
+        # the 32 centroids listed near its own and is capped by the distance past the list
+        # less its upper bound. In 16 dimensions distances crowd together, so rows lie
+        # more than half that distance from their centroid: a cap that forgot to subtract
+        # the upper bound changed the labels here (seen, and the iteration count: 33 for
+        # 37), where test_near_lists' 3-D data let it pass.
+        x = np.random.default_rng(12).standard_normal((12000, 16)).astype(np.float32)
+        self.compare("listdecay", x, ["-k", "280", "--init", "first", "--tol", "0",
+                                      "--max-iter", "80"], configs=[(1, 1), (2, 2)])
+
     def test_few_rows_per_rank(self):
         # 73 rows, k = 10: 25 / 24 / 24 rows on 3 ranks, around k^2 / 4; what is pruned
         # (and so the skipped history) must not depend on how many rows a rank holds
