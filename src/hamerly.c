@@ -248,19 +248,18 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
     const double *c64 = kc->c64;
     const int k = h->k, d = h->d;
     double max1 = 0, max2 = 0;
-    int arg1 = -1;
+    h->arg1 = -1;
     km_bound_drifts(h->prev, c64, k, d, m, kc->same, h->drift);
     for (int c = 0; c < k; c++) {
         h->drift_f[c] = km_up_f(h->drift[c]);
         if (h->drift[c] > max1) {
             max2 = max1;
             max1 = h->drift[c];
-            arg1 = c;
+            h->arg1 = c;
         } else if (h->drift[c] > max2) {
             max2 = h->drift[c];
         }
     }
-    h->arg1 = arg1;
     h->max1_f = km_up_f(max1);
     h->max2_f = km_up_f(max2);
     /* the nearest other centroids, their distances rounded down: O(k^2 d), skipped
@@ -292,13 +291,15 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
             ne[q] = sqrt(ne[q]) * (1 - m) * (1 - m);
         h->sep[c] = have ? ne[0] : 0;
         h->sep_f[c] = km_down_f(h->sep[c]);
+        if (!h->list_decay)
+            continue;
         float md = 0;   /* drift_f >= 0 */
         for (int q = 0; q < have; q++)
             md = h->drift_f[nj[q]] > md ? h->drift_f[nj[q]] : md;
         h->ldrift_f[c] = md;
         /* a centroid not listed is at least as far as the last listed (ties keep the
            lower index listed, and ne is rounded down) */
-        h->far_f[c] = have && have < k - 1 ? km_down_f(ne[have - 1]) : INFINITY;
+        h->far_f[c] = have < k - 1 ? km_down_f(ne[have - 1]) : INFINITY;
     }
 }
 

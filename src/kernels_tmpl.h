@@ -536,19 +536,20 @@ static void FN(group_bounds)(const km_centers *kc, const km_group_bounds *gb,
  * it: a scalar test of each of the 32 rows took a fifth of a pass at d = 16, and
  * where 3-5 % of the rows move most row groups hold one. */
 _Static_assert(RV <= 64, "a row group's rows are bits of a uint64_t");
+static inline uint64_t FN(rows_mask)(int64_t nr)   /* bits [0, nr) */
+{
+    return nr < 64 ? (UINT64_C(1) << nr) - 1 : ~UINT64_C(0);
+}
+
 static inline uint64_t FN(group_need)(const FN(argmin_state) *st, const VEC *lim,
                                       const int32_t *labels, int64_t nr)
 {
     VI ok[2], all = {0};
     all = ~all;   /* all ones */
     for (int h = 0; h < 2; h++) {
-        VI lab = {0};
-        if (nr >= (h + 1) * VL)
-            for (int l = 0; l < VL; l++)
-                lab[l] = (__typeof__(lab[0]))labels[h * VL + l];
-        else
-            for (int l = 0; l < nr - h * VL; l++)
-                lab[l] = (__typeof__(lab[0]))labels[h * VL + l];
+        VI lab = {0};   /* lanes past nr: masked off below */
+        for (int l = 0; l < VL && h * VL + l < nr; l++)
+            lab[l] = (__typeof__(lab[0]))labels[h * VL + l];
         ok[h] = (VI)(st->b2[h] > lim[h]) & (VI)(st->i1[h] == lab);
         all &= ok[h];
     }
@@ -561,7 +562,7 @@ static inline uint64_t FN(group_need)(const FN(argmin_state) *st, const VEC *lim
     for (int h = 0; h < 2; h++)
         for (int l = 0; l < VL; l++)
             need |= (uint64_t)(ok[h][l] == 0) << (h * VL + l);
-    return nr < 64 ? need & ((UINT64_C(1) << nr) - 1) : need;
+    return need & FN(rows_mask)(nr);
 }
 
 static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
@@ -676,8 +677,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
         for (int h = 0; h < 2; h++)
             lim[h] = st.b1[h] + (8 * se.coef) * (xn[h] * se.grow + se.cmax2) * se.slack;
         /* with eb (the pruned strategies' bounds) every row is finished */
-        for (uint64_t need = eb ? (nr < 64 ? (UINT64_C(1) << nr) - 1 : ~UINT64_C(0))
-                                : FN(group_need)(&st, lim, labels + r0, nr);
+        for (uint64_t need = eb ? FN(rows_mask)(nr) : FN(group_need)(&st, lim, labels + r0, nr);
              need; need &= need - 1) {
             const int64_t i = __builtin_ctzll(need);
             const int h = (int)(i / VL), l = (int)(i % VL);
