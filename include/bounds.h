@@ -45,6 +45,17 @@ static inline float km_down_f(double v)
     const float f = (float)w;   /* (double)f > w > 0 implies f > 0: never below 0; */
     return km_bump(f, -(int32_t)((double)f > w));   /* f = +inf steps to FLT_MAX */
 }
+/* v of either sign rounded up to a float (NaN gives +inf, below -FLT_MAX gives
+ * -FLT_MAX if finite): a step of one float away from 0 or towards it, branch-free as
+ * km_up_f. A float below a w > 0 is >= 0, so -0 never steps. */
+static inline float km_up_sf(double v)
+{
+    const double w = v == v ? v : INFINITY;
+    const float f = (float)w;
+    const int32_t below = (double)f < w;
+    return km_bump(f, below - 2 * (below & (f < 0)));
+}
+
 /* Ask for (the first 512 bytes of) a row a pruned pass is about to read: the
  * rows in doubt are sparse, so the hardware prefetcher does not see them. */
 static inline void km_prefetch_row(const void *row, size_t bytes)

@@ -1196,6 +1196,21 @@ static void test_outward_rounding(void **state)
     assert_true(km_down_f(NAN) == 0 && km_down_f(-1.0) == 0);
     assert_true(km_down_f(INFINITY) == FLT_MAX && km_down_f(1e300) == FLT_MAX);
     assert_true(km_down_f(DBL_MAX) == FLT_MAX && isinf(km_up_f(1e300)));
+    /* km_up_sf: the least float >= v for either sign */
+    for (int i = 0; i < 20000; i++) {
+        const double m = i < 10000 ? unif() * pow(2.0, (int)(unif() * 250) - 140)
+                                   : (double)(float)(unif() * 1e3) * (i % 4 < 2 ? 1 : 1 + 0x1p-40);
+        const double v = i % 2 ? -m : m;
+        const float up = km_up_sf(v);
+        if (v <= FLT_MAX) {
+            assert_true((double)up >= v && (double)nextafterf(up, -INFINITY) < v);
+        } else {
+            assert_true(isinf(up));
+        }
+    }
+    assert_true(isinf(km_up_sf(NAN)) && isinf(km_up_sf(INFINITY)) && km_up_sf(0) == 0);
+    assert_true(km_up_sf(-1e300) == -FLT_MAX && isinf(km_up_sf(-INFINITY)));
+    assert_true(km_up_sf(-1e-60) == 0 && km_up_sf(1e-60) > 0);
 }
 
 /* km_fx_to_double / km_fx_to_ld against the compiler's own conversions of
