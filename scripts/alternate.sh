@@ -1,0 +1,55 @@
+#!/bin/bash
+# alternate.sh — compare builds of bin/kmeans at full thread count on a noisy machine.
+#
+#   scripts/alternate.sh ROUNDS BIN_A [BIN_B ...] -- KMEANS_ARGS...
+#
+# Runs each build in turn, one MPI rank with OMP_NUM_THREADS (default 2) threads,
+# ROUNDS times over, so a host whose speed drifts from minute to minute slows
+# every build alike. Prints each build's fit seconds (the program's phases
+# without reading and writing, as scripts/benchlib.fit_seconds) in run order,
+# their minimum and median. Where side_by_side.sh runs two builds at once on one
+# core each, this measures what threads share: parallel regions, the memory bus.
+# OMP_WAIT_POLICY is passed through as set (unset: the OpenMP runtime's default).
+# Example, a build before and after a change:
+#   scripts/alternate.sh 5 /tmp/old-kmeans bin/kmeans -- \
+#       -i data/bench-1000000x32-f32.h5 -k 64 --init first --tol 0 --algorithm hamerly
+set -euo pipefail
+ROUNDS=${1:-}
+shift || true
+BINS=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    BINS+=("$1")
+    shift
+done
+if ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || [ ${#BINS[@]} -eq 0 ] || [ $# -eq 0 ]; then
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+shift
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+PY=/usr/bin/python3
+for ((r = 1; r <= ROUNDS; r++)); do
+    for ((b = 0; b < ${#BINS[@]}; b++)); do
+        rm -f "$TMP/s.json"
+        if ! "${BINS[$b]}" "$@" -q -o "$TMP/out.h5" --summary-json "$TMP/s.json" \
+                >"$TMP/log" 2>&1; then
+            echo "alternate.sh: ${BINS[$b]} failed:" >&2
+            cat "$TMP/log" >&2
+            exit 1
+        fi
+        $PY -c 'import json, sys
+s = json.load(open(sys.argv[1]))
+print("%.4f" % sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce")))' \
+            "$TMP/s.json" >>"$TMP/t$b"
+    done
+done
+for ((b = 0; b < ${#BINS[@]}; b++)); do
+    $PY -c 'import statistics, sys
+t = [float(v) for v in open(sys.argv[2]).read().split()]
+print("%s: min %.3f median %.3f s (%s)" % (sys.argv[1], min(t), statistics.median(t),
+                                          " ".join("%.3f" % v for v in t)))' \
+        "${BINS[$b]}" "$TMP/t$b"
+done
