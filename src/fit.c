@@ -6,7 +6,6 @@
  * or shift <= tol; when stopping by tol or --max-iter a final assignment makes
  * the labels, sizes and inertia those of the returned centroids. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
@@ -21,7 +20,6 @@
 #include "source.h"
 #include "yinyang.h"
 
-#define KM_CHUNK_BLOCKS 64   /* in-core chunks: at least this many kernel blocks a thread */
 
 typedef struct {
     const km_comm *c;
@@ -215,17 +213,8 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
     st->c = c;
     st->blk = blk;
     st->src = &D->src;
-    int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
+    const int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
                                          : km_default_block_rows(blk->d, k, blk->prec);
-    if (!D->streamed) {   /* in-core chunks: whole kernel blocks, and many of them */
-        /* A chunk's blocks are shared out among the threads two at a time, and its end
-           is a barrier. At 8 MB a chunk, 10,000 x 20,000 had 6 blocks of 16 rows in
-           each, so one of two threads idled a quarter of every pass: 0.093 -> 0.075 s
-           a Lloyd pass on 2 threads with at least KM_CHUNK_BLOCKS a thread. */
-        const int64_t least = (int64_t)KM_CHUNK_BLOCKS * omp_get_max_threads() * block_rows;
-        const int64_t rows = D->src.chunk_rows > least ? D->src.chunk_rows : least;
-        D->src.chunk_rows = rows / block_rows * block_rows;
-    }
     km_fx_limbs(c->size, &st->limbs, &st->bits);
     if (!km_centers_init(&st->kc, k, blk->d, blk->prec, err)) {
         st->acc_len = km_acc_len(k, blk->d);
