@@ -20,7 +20,6 @@
 #include "source.h"
 #include "yinyang.h"
 
-
 typedef struct {
     const km_comm *c;
     const km_block *blk;
@@ -214,7 +213,7 @@ static int fit_setup(fit_state *st, const km_comm *c, const km_options *opt, km_
     st->blk = blk;
     st->src = &D->src;
     const int64_t block_rows = opt->chunk_rows ? opt->chunk_rows
-                                         : km_default_block_rows(blk->d, k, blk->prec);
+                                               : km_default_block_rows(blk->d, k, blk->prec);
     km_fx_limbs(c->size, &st->limbs, &st->bits);
     if (!km_centers_init(&st->kc, k, blk->d, blk->prec, err)) {
         st->acc_len = km_acc_len(k, blk->d);
