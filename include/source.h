@@ -73,9 +73,9 @@ static inline int64_t km_source_read_rows(const km_source *s, int threads, int64
     return share < 1 ? 1 : share < block_rows ? share : block_rows;
 }
 
-/* A source over an in-memory block (blk->d values a row), chunks of about
- * chunk_bytes. */
-void km_source_memory(km_source *s, const km_block *blk, size_t chunk_bytes);
+/* A source over an in-memory block (blk->d values a row), handed out as one
+ * chunk. */
+void km_source_memory(km_source *s, const km_block *blk);
 
 /* A source streaming rows [first, first + rows) of path:dset (d_raw features;
  * transposed: stored as d_raw x n) in chunks of chunk_rows, each preprocessed

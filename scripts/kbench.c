@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     km_threads *th = km_threads_new(&kc, br, NULL);
     const km_block blk = {.n = n, .d = d, .rows = n, .prec = KM_F32, .data = x};
     km_source src;
-    km_source_memory(&src, &blk, sizeof(float) * (size_t)n * d);   /* one chunk */
+    km_source_memory(&src, &blk);
     double best = 1e30;
     for (int r = 0; r < passes; r++) {
         double t = omp_get_wtime();

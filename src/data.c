@@ -21,7 +21,6 @@
 #include "kernels.h"
 #include "yinyang.h"
 
-#define KM_MEM_CHUNK_BYTES (8u << 20)   /* in-core chunks (views); fit.c widens them */
 #define KM_SHARED_FRACTION 0.15          /* the threads' own totals, of the rank's rows */
 #define KM_SHARED_MIN (64.0 * 1048576)   /* ... or up to this */
 /* A stream's HDF5 chunk cache: one chunk. Streamed chunks end on the file's
@@ -362,7 +361,7 @@ static int cmp_int(const void *a, const void *b)
 
 static void open_memory_source(km_data *D)
 {
-    km_source_memory(&D->src, &D->blk, KM_MEM_CHUNK_BYTES);
+    km_source_memory(&D->src, &D->blk);
 }
 
 /* Statistics of the log1p'd raw features, then the d kept features and their

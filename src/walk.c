@@ -104,18 +104,6 @@ int km_walk_rows(km_source *src, km_threads *th, int64_t block_rows, const km_wa
         return walk_reading(src, th, br, w, ctx, err);
     }
     const size_t stride = (size_t)src->d * esize(src);
-    if (src->blk && src->rows > 0) {
-        /* In memory the whole rank's rows are one walk: a chunk's end is a parallel
-         * region's end, and 1M x 32 had 14 chunks of 8 MB; each cost a wake-up of
-         * the other threads, ~30 us on a VM with OMP_WAIT_POLICY=passive, where a
-         * late Hamerly pass takes ~1 ms. (Chunks of few blocks also left a thread
-         * idle at each end: 10,000 x 20,000 had 6 blocks a chunk.) */
-        const void *x;
-        if (src->get(src, 0, src->rows, &x, err))
-            return err->code;
-        walk_chunk(th, block_rows, w, ctx, 0, src->rows, x, stride);
-        return 0;
-    }
     for (int64_t first = 0, n; (n = km_source_span(src, first)) > 0; first += n) {
         const void *x;
         if (src->get(src, first, n, &x, err))

@@ -94,8 +94,9 @@ static double inertia_tol(const km_centers *kc, const int32_t *lab, int64_t n,
            + 4.0 * (kc->d + 8) * 0x1p-52 * (double)far;
 }
 
-/* One Lloyd pass of the fast kernel over x in memory, in chunks of three
- * kernel blocks (whole blocks, as fit.c cuts them), through the threads. */
+/* One Lloyd pass of the fast kernel over x in memory, handed out in chunks of
+ * three kernel blocks (as a streamed source hands out its chunks), through the
+ * threads. */
 static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_rows,
                       int32_t *labels, km_acc *acc, int shared)
 {
@@ -103,7 +104,8 @@ static void fast_pass(km_centers *kc, const void *x, int64_t n, int64_t block_ro
     assert_non_null(th);
     const km_block blk = {.n = n, .d = kc->d, .rows = n, .prec = kc->prec, .data = (void *)x};
     km_source src;
-    km_source_memory(&src, &blk, (size_t)(3 * block_rows) * kc->d * (kc->prec == KM_F32 ? 4 : 8));
+    km_source_memory(&src, &blk);
+    src.chunk_rows = 3 * block_rows;
     km_error err = {0};
     assert_int_equal(km_lloyd_pass(&src, kc, labels, th, acc, &err), 0);
     km_threads_free(th);
