@@ -6,7 +6,7 @@
 # Runs each build in turn, one MPI rank with OMP_NUM_THREADS (default 2) threads,
 # ROUNDS times over, so a host whose speed drifts from minute to minute slows
 # every build alike. Prints each build's fit seconds (the program's phases
-# without reading and writing, as scripts/benchlib.fit_seconds) in run order,
+# without reading and writing: scripts/benchlib.fit_seconds) in run order,
 # their minimum and median. Where side_by_side.sh runs two builds at once on one
 # core each, this measures what threads share: parallel regions, the memory bus.
 # OMP_WAIT_POLICY is passed through as set (unset: the OpenMP runtime's default).
@@ -31,6 +31,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((b = 0; b < ${#BINS[@]}; b++)); do
         rm -f "$TMP/s.json"
@@ -41,9 +42,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
             exit 1
         fi
         $PY -c 'import json, sys
-s = json.load(open(sys.argv[1]))
-print("%.4f" % sum(s[p]["max"] for p in ("init", "assign", "wait", "update", "allreduce")))' \
-            "$TMP/s.json" >>"$TMP/t$b"
+sys.path.insert(0, sys.argv[2])
+from benchlib import fit_seconds
+print("%.4f" % fit_seconds(json.load(open(sys.argv[1]))))' "$TMP/s.json" "$HERE" >>"$TMP/t$b"
     done
 done
 for ((b = 0; b < ${#BINS[@]}; b++)); do
