@@ -67,6 +67,21 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < n; i++)
             sink += km_dist_exact(x, i % cached, d, KM_F32, c + (size_t)(i % k) * d);
         printf("  exact distance, row in cache      %8.2f\n", (omp_get_wtime() - t) / n * 1e6);
+        t = omp_get_wtime();
+        for (int64_t i = 0; i < n; i++) {
+            const float *xr = x + (size_t)(i % cached) * d;
+            for (int q = 0; q < 4; q++)
+                sink += km_dist_exact(xr, 0, d, KM_F32, c + (size_t)((i + q) % k) * d);
+        }
+        printf("  4 exact distances one by one      %8.2f\n", (omp_get_wtime() - t) / n * 1e6);
+        t = omp_get_wtime();
+        for (int64_t i = 0; i < n; i++) {
+            const int four[4] = {i % k, (i + 1) % k, (i + 2) % k, (i + 3) % k};
+            double e4[4];
+            km_dist_exact_many(x + (size_t)(i % cached) * d, d, KM_F32, c, four, 4, e4);
+            sink += e4[0] + e4[1] + e4[2] + e4[3];
+        }
+        printf("  4 exact distances at once         %8.2f\n", (omp_get_wtime() - t) / n * 1e6);
         for (int m = 1; m <= 4; m *= 2) {
             t = omp_get_wtime();
             for (int64_t i = 0; i < n; i++)

@@ -208,6 +208,44 @@ static inline double dist_row(const void *restrict x, const double *restrict c, 
     return s;
 }
 
+/* dist_row for four centroids at once, each summed exactly as dist_row sums it
+ * (the same lanes, the same order, no fused multiply-add), so each result equals
+ * dist_row's to the bit: x is loaded and converted once for the four, and the four
+ * sums do not wait on each other (dist_row's one sum waits on its own add). */
+__attribute__((optimize("fp-contract=off")))
+static inline void dist_row4(const void *restrict x, const double *const c[4], int d,
+                             km_precision prec, double out[4])
+{
+    vdd a[4][8 / KM_DW];
+    for (int q = 0; q < 4; q++)
+        for (int h = 0; h < 8 / KM_DW; h++)
+            a[q][h] = (vdd){0};
+    int j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (int h = 0; h < 8 / KM_DW; h++) {
+            const vdd xv = load_d(x, j + h * KM_DW, prec);
+            for (int q = 0; q < 4; q++) {
+                vdd cv;
+                memcpy(&cv, c[q] + j + h * KM_DW, sizeof cv);
+                const vdd t = xv - cv;
+                a[q][h] += t * t;
+            }
+        }
+    for (int q = 0; q < 4; q++) {
+#define A(e) a[q][(e) / KM_DW][(e) % KM_DW]
+        out[q] = ((A(0) + A(4)) + (A(1) + A(5))) + ((A(2) + A(6)) + (A(3) + A(7)));
+#undef A
+    }
+    for (; j < d; j++) {
+        const double xj = prec == KM_F32 ? (double)((const float *)x)[j]
+                                         : ((const double *)x)[j];
+        for (int q = 0; q < 4; q++) {
+            const double t = xj - c[q][j];
+            out[q] += t * t;
+        }
+    }
+}
+
 /* Move cluster c's run into the exact totals acc: the thread's own when the run is
  * full, the rank's at the end of a pass (km_threads_reduce). */
 static void flush_cluster(km_workspace *ws, km_acc *acc, int c)
@@ -324,6 +362,28 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 {
     const char *row = (const char *)x + (size_t)i * (size_t)d * prec_size(prec);
     return dist_row(row, c, d, prec, NULL, NULL, NULL);
+}
+
+void km_dist_exact_many(const void *x, int d, km_precision prec, const double *c64,
+                        const int *idx, int n, double *out)
+{
+    int q = 0;
+    /* Shorter rows one at a time: four at once cost more below d = 128, where the
+     * tail and the sums' reduction outweigh the loop (build/rowbench, one core, four
+     * distances from cache: d = 32, 0.04 against 0.03 us; 128, 0.07 against 0.08;
+     * 784, 0.26 against 0.41). */
+    for (; d >= 128 && q + 2 <= n; q += 4) {   /* 2 or 3 left: padded with the last */
+        const int r = n - q < 4 ? n - q : 4;
+        const double *c[4];
+        double o[4];
+        for (int p = 0; p < 4; p++)
+            c[p] = c64 + (size_t)idx[q + (p < r ? p : r - 1)] * (size_t)d;
+        dist_row4(x, c, d, prec, o);
+        for (int p = 0; p < r; p++)
+            out[q + p] = o[p];
+    }
+    for (; q < n; q++)
+        out[q] = dist_row(x, c64 + (size_t)idx[q] * (size_t)d, d, prec, NULL, NULL, NULL);
 }
 
 /* Lines [m0, m1) of a block of rows to prefetch, lpr lines a row: line m is

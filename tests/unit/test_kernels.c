@@ -940,6 +940,56 @@ static void test_dist_exact(void **state)
     }
 }
 
+/* km_dist_exact_many: each result the bits km_dist_exact gives for the same row and
+ * centroid (the pruned strategies compare the two), and within rounding of the long
+ * double reference, for any count (groups of four, padded pairs and triples, one
+ * alone), centroids in any order and repeated, float32 and float64 rows, and row
+ * lengths with and without a tail past the last 8. */
+static void test_dist_exact_many(void **state)
+{
+    (void)state;
+    rng_state = 11;
+    enum { D = 1001, K = 13 };
+    static double c[K * D], x64[D];
+    static float x32[D];
+    for (int j = 0; j < K * D; j++)
+        c[j] = unif() * 10.0 - 5.0;
+    for (int j = 0; j < D; j++) {
+        x32[j] = (float)(unif() * 10.0 - 5.0);
+        x64[j] = unif() * 10.0 - 5.0;
+    }
+    const int dims[] = {1, 7, 8, 9, 16, 100, 127, 128, 131, 1001};
+    int idx[K];
+    for (int q = 0; q < K; q++)
+        idx[q] = (q * 5 + 3) % K;
+    idx[K - 1] = idx[0];   /* a repeat */
+    for (int p = 0; p < 2; p++) {
+        const km_precision prec = p ? KM_F64 : KM_F32;
+        const void *x = p ? (const void *)x64 : (const void *)x32;
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+            const int d = dims[di];
+            for (int n = 1; n <= K; n++) {
+                double out[K];
+                for (int q = 0; q < K; q++)
+                    out[q] = -1;
+                /* rows d long inside a K x D block: centroid c at c + idx d */
+                static double cd[K * D];
+                for (int r = 0; r < K; r++)
+                    memcpy(cd + (size_t)r * d, c + (size_t)r * D, sizeof(double) * d);
+                km_dist_exact_many(x, d, prec, cd, idx, n, out);
+                for (int q = 0; q < n; q++) {
+                    const double *cq = cd + (size_t)idx[q] * d;
+                    assert_true(out[q] == km_dist_exact(x, 0, d, prec, cq));
+                    const long double ref = ref_dist(x, prec, 0, d, cq);
+                    assert_true(fabsl(out[q] - ref) <= 1e-14L * ref + 1e-300L);
+                }
+                for (int q = n; q < K; q++)
+                    assert_true(out[q] == -1);   /* nothing written past n */
+            }
+        }
+    }
+}
+
 /* k-means++'s step helpers against their definitions, with km_dist_exact taken
  * for every row and candidate: the reductions as exact integers, the marks of
  * the rows each candidate lowers (shift > 0), D and near after the updates.
@@ -1298,6 +1348,7 @@ int main(void)
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_centers_update),
         cmocka_unit_test(test_dist_exact),
+        cmocka_unit_test(test_dist_exact_many),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_pp_step),
         cmocka_unit_test(test_outward_rounding),
