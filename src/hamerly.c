@@ -22,6 +22,13 @@
 #include "walk.h"
 
 #define KM_HAMERLY_SEP_MAX_K 4096
+/* Up to this k, from this d on, the centroids' pairwise distances are kept (k x k
+ * doubles, 8 MB at most) and a pass recomputes only the pairs with a centroid that
+ * moved: late passes move few. 70k x 784, k = 256 spent half its fit recomputing
+ * all of them (results/BENCH.md, eighteenth step); at d = 3 (2M x 3, k = 512)
+ * writing and reading the table cost more than the distances. */
+#define KM_HAMERLY_PAIRS_MAX_K 1024
+#define KM_HAMERLY_PAIRS_MIN_D 128
 #define KM_HAMERLY_NEAR 32   /* nearest other centroids listed per centroid */
 /* At most this many of them computed for one row, else the kernel does all k.
  * Measured (fit s, 2 threads; results/BENCH.md): 2M x 3, k = 512: 19.3 with none,
@@ -97,6 +104,12 @@ struct km_hamerly {
     int valid;        /* the bounds hold for prev */
     int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
     gather_buf *buf;  /* per thread */
+    double *pair;     /* k x k: E(c_i, c_j) of prev's centroids (symmetric, the
+                         diagonal unused) when pair_ok; NULL without the lists, above
+                         KM_HAMERLY_PAIRS_MAX_K or below KM_HAMERLY_PAIRS_MIN_D */
+    int pair_ok;
+    int *pair_js;     /* k a thread: the pairs of one centroid to compute */
+    double *pair_es;  /* k a thread: their E */
 };
 
 #define KM_HAMERLY_AHEAD 8   /* rows in doubt fetched ahead of their exact distance */
@@ -167,6 +180,8 @@ size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_r
     const size_t esize = prec == KM_F32 ? 4 : 8;
     return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 7 * (size_t)k)
            + 12 * (size_t)k * KM_HAMERLY_NEAR
+           + (k <= KM_HAMERLY_PAIRS_MAX_K && d >= KM_HAMERLY_PAIRS_MIN_D
+              ? sizeof(double) * (size_t)k * (size_t)(k + 2 * threads) : 0)
            + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 6 + 1);
 }
 
@@ -193,6 +208,9 @@ void km_hamerly_free(km_hamerly *h)
     free(h->sep);
     free(h->near);
     free(h->near_lo);
+    free(h->pair);
+    free(h->pair_js);
+    free(h->pair_es);
     free(h->drift_f);
     free(h->sep_f);
     free(h->ldrift_f);
@@ -225,6 +243,11 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->list_decay = h->nnear > 0 && h->k >= KM_HAMERLY_LIST_K;
     h->near = malloc(sizeof(int) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->near_lo = malloc(sizeof(double) * (size_t)h->k * KM_HAMERLY_NEAR);
+    const int pairs = h->nnear > 0 && h->k <= KM_HAMERLY_PAIRS_MAX_K
+                      && h->d >= KM_HAMERLY_PAIRS_MIN_D;
+    h->pair = pairs ? malloc(sizeof(double) * (size_t)h->k * (size_t)h->k) : NULL;
+    h->pair_js = pairs ? malloc(sizeof(int) * (size_t)h->k * (size_t)h->nt) : NULL;
+    h->pair_es = pairs ? malloc(sizeof(double) * (size_t)h->k * (size_t)h->nt) : NULL;
     h->drift_f = malloc(sizeof(float) * (size_t)h->k);
     const size_t kt = h->k > KM_HAMERLY_TABLE_K ? (size_t)h->k : KM_HAMERLY_TABLE_K;
     h->sep_f = calloc(kt, sizeof(float));   /* (zeros past k: mark_table loads 64) */
@@ -235,7 +258,7 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->buf = calloc((size_t)h->nt, sizeof *h->buf);
     int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->drift_f && h->sep_f
              && h->ldrift_f && h->far_f && h->near && h->near_lo && h->buf && h->ucum
-             && h->ucum_f;
+             && h->ucum_f && ((h->pair && h->pair_js && h->pair_es) || !pairs);
     for (int t = 0; ok && t < h->nt; t++) {
         gather_buf *b = &h->buf[t];
         b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
@@ -299,6 +322,30 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
      * rank must prune the same rows, or the skipped counts in the history would
      * depend on the layout. sep is the nearest's. */
     const int nn = h->nnear;
+    double *pair = h->pair;
+    if (pair) {
+        /* E(c_i, c_j) = E(c_j, c_i) to the bit ((a - b)^2 = (b - a)^2 in IEEE
+         * arithmetic, summed in the same order): each pair once, and only the pairs
+         * with a centroid that moved since they were computed */
+        const unsigned char *same = h->pair_ok ? kc->same : NULL;
+#pragma omp parallel num_threads(h->nt) if (k > 64)
+        {
+            int *js = h->pair_js + (size_t)omp_get_thread_num() * k;
+            double *es = h->pair_es + (size_t)omp_get_thread_num() * k;
+#pragma omp for schedule(dynamic, 4)
+            for (int c = 0; c < k - 1; c++) {
+                const int moved_c = !(same && same[c]);
+                int n = 0;
+                for (int j = c + 1; j < k; j++)
+                    if (moved_c || !same[j])
+                        js[n++] = j;
+                km_dist_exact_many(c64 + (size_t)c * d, d, KM_F64, c64, js, n, es);
+                for (int q = 0; q < n; q++)
+                    pair[(size_t)c * k + js[q]] = pair[(size_t)js[q] * k + c] = es[q];
+            }
+        }
+        h->pair_ok = 1;
+    }
 #pragma omp parallel for schedule(dynamic, 4) if (k > 64)
     for (int c = 0; c < k; c++) {
         int *nj = h->near + (size_t)c * KM_HAMERLY_NEAR;
@@ -307,8 +354,9 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
         for (int j = 0; nn && j < k; j++) {   /* insertion into the nn smallest E */
             if (j == c)
                 continue;
-            const double e = km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64,
-                                           c64 + (size_t)j * d);
+            const double e = pair ? pair[(size_t)c * k + j]
+                                  : km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64,
+                                                  c64 + (size_t)j * d);
             if (have == nn && !(e < ne[nn - 1]))
                 continue;   /* (ties keep the lower index, listed first) */
             int q = have < nn ? have++ : nn - 1;
@@ -358,10 +406,14 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
     if (n > h->near_max)
         return 0;
     int best = a;
-    double e_best = e_a, e_second = INFINITY;
+    double e_best = e_a, e_second = INFINITY, ev[KM_HAMERLY_NEAR_MAX];
+    const int many = h->d >= KM_HAMERLY_PAIRS_MIN_D;
+    if (many)
+        km_dist_exact_many(xr, h->d, kc->prec, kc->c64, nj, n, ev);
     for (int q = 0; q < n; q++) {
         const int c = nj[q];
-        const double v = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)c * h->d);
+        const double v = many ? ev[q]
+                              : km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)c * h->d);
         if (v < e_best || (v == e_best && c < best)) {
             e_second = e_best;
             e_best = v;
