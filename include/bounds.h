@@ -64,6 +64,17 @@ static inline void km_prefetch_row(const void *row, size_t bytes)
         __builtin_prefetch((const char *)row + o, 0, 3);
 }
 
+/* Ask for row's bytes past km_prefetch_row's first 512, up to 4 KB: for the next
+ * row in doubt while this one is worked on, so that a row 8 ahead brings its head
+ * and the next one the rest (70k x 784, Hamerly: the first exact distance of a row
+ * waited for the hardware prefetcher to find the row's stream, fit 1.160 -> 1.058 s;
+ * past 4 KB that stream is running). */
+static inline void km_prefetch_rest(const void *row, size_t bytes)
+{
+    for (size_t o = 512; o < bytes && o < 4096; o += 64)
+        __builtin_prefetch((const char *)row + o, 0, 3);
+}
+
 /* Ask for the first `ahead` of rows idx[0..n) of x, before a loop that asks
  * for row j + ahead as it takes row j: else the first ones come unasked, and in
  * a late pass a block's few rows in doubt are all of them. */
