@@ -94,7 +94,8 @@ struct km_hamerly {
     float *sep_f;     /* k: sep rounded down */
     int *near;        /* k x KM_HAMERLY_NEAR: each centroid's nearest others, nearest
                          first (nnear of them), or NULL */
-    double *near_lo;  /* the same: <= their distances to it, ascending */
+    double *near_lo;  /* the same: <= their distances to it, ascending (the last:
+                         every centroid not listed is at least as far) */
     int nnear;        /* listed per centroid: min(k - 1, KM_HAMERLY_NEAR); 0: none */
     int near_max;     /* at most this many computed for one row: 0 or KM_HAMERLY_NEAR_MAX */
     int list_decay;   /* lower bounds move by the drifts in the lists (KM_HAMERLY_LIST_K) */
@@ -104,8 +105,10 @@ struct km_hamerly {
     int valid;        /* the bounds hold for prev */
     int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
     gather_buf *buf;  /* per thread */
-    double *pair;     /* k x k: E(c_i, c_j) of prev's centroids (symmetric, the
-                         diagonal unused) when pair_ok; NULL without the lists, above
+    double *pair;     /* k x k: <= D(c_i, c_j) of prev's centroids (symmetric, the
+                         diagonal unused) when pair_ok: sqrt(E) (1 - m)^2, or for a
+                         pair beyond the lists' reach less than that; NULL without
+                         the lists, above
                          KM_HAMERLY_PAIRS_MAX_K or below KM_HAMERLY_PAIRS_MIN_D */
     int pair_ok;
     int *pair_js;     /* k a thread: the pairs of one centroid to compute */
@@ -324,10 +327,15 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
     const int nn = h->nnear;
     double *pair = h->pair;
     if (pair) {
-        /* E(c_i, c_j) = E(c_j, c_i) to the bit ((a - b)^2 = (b - a)^2 in IEEE
-         * arithmetic, summed in the same order): each pair once, and only the pairs
-         * with a centroid that moved since they were computed */
+        /* Each pair once: E(c_i, c_j) = E(c_j, c_i) to the bit ((a - b)^2 = (b - a)^2
+         * in IEEE arithmetic, summed in the same order), and only those with a
+         * centroid that moved. A pair that moved but stays farther than both its
+         * centroids' lists reached in the last pass only matters as a bound: it
+         * keeps its old one less the two drifts (the triangle inequality), and is
+         * computed exactly again once it falls within a list's reach. */
         const unsigned char *same = h->pair_ok ? kc->same : NULL;
+        const double *reach = h->near_lo + nn - 1, *drift = h->drift;   /* stride NEAR */
+        const int decay = same && nn < k - 1;   /* else every pair is in the lists */
 #pragma omp parallel num_threads(h->nt) if (k > 64)
         {
             int *js = h->pair_js + (size_t)omp_get_thread_num() * k;
@@ -335,13 +343,24 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
 #pragma omp for schedule(dynamic, 4)
             for (int c = 0; c < k - 1; c++) {
                 const int moved_c = !(same && same[c]);
+                double *row = pair + (size_t)c * k;
                 int n = 0;
-                for (int j = c + 1; j < k; j++)
-                    if (moved_c || !same[j])
-                        js[n++] = j;
+                for (int j = c + 1; j < k; j++) {
+                    if (!moved_c && same[j])
+                        continue;
+                    if (decay) {
+                        const double lo = (row[j] - drift[c] - drift[j]) * KM_SHRINK;
+                        if (lo > reach[(size_t)c * KM_HAMERLY_NEAR]
+                            && lo > reach[(size_t)j * KM_HAMERLY_NEAR]) {
+                            row[j] = pair[(size_t)j * k + c] = lo;
+                            continue;
+                        }
+                    }
+                    js[n++] = j;
+                }
                 km_dist_exact_many(c64 + (size_t)c * d, d, KM_F64, c64, js, n, es);
-                for (int q = 0; q < n; q++)
-                    pair[(size_t)c * k + js[q]] = pair[(size_t)js[q] * k + c] = es[q];
+                for (int q = 0; q < n; q++)   /* <= D(c, c_j), as near_lo */
+                    row[js[q]] = pair[(size_t)js[q] * k + c] = sqrt(es[q]) * (1 - m) * (1 - m);
             }
         }
         h->pair_ok = 1;
@@ -351,9 +370,10 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
         int *nj = h->near + (size_t)c * KM_HAMERLY_NEAR;
         double *ne = h->near_lo + (size_t)c * KM_HAMERLY_NEAR;
         int have = 0;
-        for (int j = 0; nn && j < k; j++) {   /* insertion into the nn smallest E */
+        for (int j = 0; nn && j < k; j++) {   /* insertion into the nn smallest */
             if (j == c)
                 continue;
+            /* the table's bounds of D, or E (made bounds of D below) */
             const double e = pair ? pair[(size_t)c * k + j]
                                   : km_dist_exact(c64 + (size_t)c * d, 0, d, KM_F64,
                                                   c64 + (size_t)j * d);
@@ -367,7 +387,7 @@ static void centroid_moves(km_hamerly *h, const km_centers *kc, double m)
             ne[q] = e;
             nj[q] = j;
         }
-        for (int q = 0; q < have; q++)
+        for (int q = 0; !pair && q < have; q++)
             ne[q] = sqrt(ne[q]) * (1 - m) * (1 - m);
         h->sep[c] = have ? ne[0] : 0;
         h->sep_f[c] = km_down_f(h->sep[c]);

@@ -134,6 +134,23 @@ class SameAsLloyd(unittest.TestCase):
                                    "--max-iter", "80"], configs=[(1, 1), (2, 2)])
         self.assertGreater(skipped["hamerly"][-1], 0.9)
 
+    def test_pair_table(self):
+        # d >= 128 and k - 1 > 32 listed: Hamerly keeps the centroids' pairwise distances
+        # and recomputes only the pairs with a moved centroid; a pair beyond both lists'
+        # reach keeps its old bound less the two drifts, and is recomputed once it falls
+        # within reach. On a 3-D manifold in 160 dimensions centroids creep for 40+
+        # passes, so bounds decay and come back into reach many times.
+        rng = np.random.default_rng(21)
+        u = rng.uniform(size=(5000, 3))
+        f = np.concatenate([np.sin(2 * np.pi * u), np.cos(2 * np.pi * u)], 1)
+        x = f @ rng.standard_normal((6, 160)) + 0.05 * rng.standard_normal((5000, 160))
+        x[::7] = x[::7].round(1)                               # near-duplicates, near-ties
+        a, skipped = self.compare("pairs", x.astype(np.float32),
+                                  ["-k", "48", "--init", "first", "--tol", "0"],
+                                  configs=[(1, 1), (2, 2)])
+        self.assertGreater(a["attrs"]["iterations"], 30)
+        self.assertGreater(skipped["hamerly"][-1], 0.9)
+
     def test_list_decay(self):
         # k >= 256 (KM_HAMERLY_LIST_K): a Hamerly row's lower bound falls by the drifts of
         # the 32 centroids listed near its own and is capped by the distance past the list
