@@ -29,6 +29,12 @@
  * writing and reading the table cost more than the distances. */
 #define KM_HAMERLY_PAIRS_MAX_K 1024
 #define KM_HAMERLY_PAIRS_MIN_D 128
+/* From this d on (with the near lists), a row also keeps its runner-up and a bound
+ * of its distance to it, which moves by that centroid's drift alone: the lower
+ * bound of the others then only has to stay above the upper one, and a row on
+ * the border of two clusters is not in doubt whenever some centroid near its
+ * own moves (measured: results/BENCH.md, eighteenth step). */
+#define KM_HAMERLY_SEC_MIN_D 128
 #define KM_HAMERLY_NEAR 32   /* nearest other centroids listed per centroid */
 /* At most this many of them computed for one row, else the kernel does all k.
  * Measured (fit s, 2 threads; results/BENCH.md): 2M x 3, k = 512: 19.3 with none,
@@ -62,6 +68,8 @@ typedef struct {
     double *eb, *lb2; /* the kernel's bounds: own distance (above), runner-up (below) */
     int64_t n;
     double *lb;       /* the moved lower bounds of a block's rows in doubt */
+    double *l3;       /* with the runner-ups: of all but the label and sec (lb: of all
+                         but the label) */
     int64_t *rest;    /* those rows */
     unsigned char *doubt; /* a block's rows (+ 8): 1 when the moved bounds leave it in doubt */
 } gather_buf;
@@ -105,6 +113,11 @@ struct km_hamerly {
     int valid;        /* the bounds hold for prev */
     int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
     gather_buf *buf;  /* per thread */
+    /* With the runner-ups (sec != NULL), lower[i] is a bound for every j but the
+     * label and sec[i], and lsec[i] - ucum_f[sec[i]] one of D(x, c_sec) (the
+     * drift sums of upper's); sec[i] = -1: none, lower is for all j != label. */
+    int32_t *sec;
+    float *lsec;      /* +inf: no runner-up */
     double *pair;     /* k x k: <= D(c_i, c_j) of prev's centroids (symmetric, the
                          diagonal unused) when pair_ok: sqrt(E) (1 - m)^2, or for a
                          pair beyond the lists' reach less than that; NULL without
@@ -183,6 +196,8 @@ size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_r
     const size_t esize = prec == KM_F32 ? 4 : 8;
     return 2 * sizeof(float) * (size_t)rows + sizeof(double) * ((size_t)k * d + 7 * (size_t)k)
            + 12 * (size_t)k * KM_HAMERLY_NEAR
+           + ((double)k * (d + 10) >= KM_HAMERLY_NEAR_KD && d >= KM_HAMERLY_SEC_MIN_D
+              ? 8 * (size_t)rows : 0)
            + (k <= KM_HAMERLY_PAIRS_MAX_K && d >= KM_HAMERLY_PAIRS_MIN_D
               ? sizeof(double) * (size_t)k * (size_t)(k + 2 * threads) : 0)
            + (size_t)threads * (size_t)block_rows * ((size_t)d * esize + 4 + 8 * 6 + 1);
@@ -200,6 +215,7 @@ void km_hamerly_free(km_hamerly *h)
         free(h->buf[t].eb);
         free(h->buf[t].lb2);
         free(h->buf[t].lb);
+        free(h->buf[t].l3);
         free(h->buf[t].rest);
         free(h->buf[t].doubt);
     }
@@ -212,6 +228,8 @@ void km_hamerly_free(km_hamerly *h)
     free(h->near);
     free(h->near_lo);
     free(h->pair);
+    free(h->sec);
+    free(h->lsec);
     free(h->pair_js);
     free(h->pair_es);
     free(h->drift_f);
@@ -249,6 +267,10 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     const int pairs = h->nnear > 0 && h->k <= KM_HAMERLY_PAIRS_MAX_K
                       && h->d >= KM_HAMERLY_PAIRS_MIN_D;
     h->pair = pairs ? malloc(sizeof(double) * (size_t)h->k * (size_t)h->k) : NULL;
+    if (h->near_max && h->d >= KM_HAMERLY_SEC_MIN_D) {
+        h->sec = malloc(sizeof(int32_t) * n);
+        h->lsec = malloc(sizeof(float) * n);
+    }
     h->pair_js = pairs ? malloc(sizeof(int) * (size_t)h->k * (size_t)h->nt) : NULL;
     h->pair_es = pairs ? malloc(sizeof(double) * (size_t)h->k * (size_t)h->nt) : NULL;
     h->drift_f = malloc(sizeof(float) * (size_t)h->k);
@@ -261,7 +283,8 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
     h->buf = calloc((size_t)h->nt, sizeof *h->buf);
     int ok = h->upper && h->lower && h->prev && h->drift && h->sep && h->drift_f && h->sep_f
              && h->ldrift_f && h->far_f && h->near && h->near_lo && h->buf && h->ucum
-             && h->ucum_f && ((h->pair && h->pair_js && h->pair_es) || !pairs);
+             && h->ucum_f && ((h->pair && h->pair_js && h->pair_es) || !pairs)
+             && (!h->near_max || h->d < KM_HAMERLY_SEC_MIN_D || (h->sec && h->lsec));
     for (int t = 0; ok && t < h->nt; t++) {
         gather_buf *b = &h->buf[t];
         b->x = malloc(h->esize * (size_t)h->d * (size_t)h->cap);
@@ -271,9 +294,11 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
         b->eb = malloc(sizeof(double) * (size_t)h->cap);
         b->lb2 = malloc(sizeof(double) * (size_t)h->cap);
         b->lb = malloc(sizeof(double) * (size_t)h->cap);
+        b->l3 = malloc(sizeof(double) * (size_t)h->cap);
         b->rest = malloc(sizeof(int64_t) * (size_t)h->cap);
         b->doubt = malloc((size_t)h->cap + 8);
-        ok = b->x && b->xp && b->lab && b->row && b->eb && b->lb2 && b->lb && b->rest && b->doubt;
+        ok = b->x && b->xp && b->lab && b->row && b->eb && b->lb2 && b->lb && b->l3 && b->rest
+             && b->doubt;
     }
     if (!ok) {
         km_hamerly_free(h);
@@ -292,9 +317,22 @@ static inline void store_bounds(km_hamerly *h, int64_t i, int a, double u, doubl
     h->lower[i] = km_down_f(h->list_decay ? l : (l + h->lcum) * KM_SHRINK);
 }
 
+/* Row i's runner-up s and l <= D(x, c_s), relative to s's drift sum; s < 0: none
+ * (stored as centroid 0 at +inf, which moves to +inf: the pass over every row
+ * takes it without a test). */
+static inline void store_sec(km_hamerly *h, int64_t i, int s, double l)
+{
+    h->sec[i] = s >= 0 ? s : 0;
+    h->lsec[i] = s >= 0 ? km_down_f((l + h->ucum[s]) * KM_SHRINK) : INFINITY;
+}
+
 /* Bounds of a row the kernel just assigned to a. */
 static inline void set_bounds(km_hamerly *h, int64_t i, int a, double eb, double lb2, double m)
 {
+    if (h->sec) {   /* the kernel names no runner-up: lower is for all */
+        h->sec[i] = 0;
+        h->lsec[i] = INFINITY;
+    }
     store_bounds(h, i, a, sqrt(eb) * (1 + m), sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
 }
 
@@ -455,8 +493,8 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
         n++;   /* n < nn: ne[nn - 1] > r */
     if (n > h->near_max)
         return 0;
-    int best = a;
-    double e_best = e_a, e_second = INFINITY, ev[KM_HAMERLY_NEAR_MAX];
+    int best = a, second = -1;
+    double e_best = e_a, e_second = INFINITY, e_third = INFINITY, ev[KM_HAMERLY_NEAR_MAX];
     /* Four at a time (wide rows): the last four filled with the list's next, which
      * the runner-up loop below takes first (a row needed 1.2 of them on 70k x 784,
      * k = 256), in place of copies of the last. pre of them computed. */
@@ -472,11 +510,17 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
         const double v = q < pre ? ev[q]
                                  : km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)c * h->d);
         if (v < e_best || (v == e_best && c < best)) {
+            e_third = e_second;
             e_second = e_best;
+            second = best;
             e_best = v;
             best = c;
         } else if (v < e_second) {
+            e_third = e_second;
             e_second = v;
+            second = c;
+        } else if (v < e_third) {
+            e_third = v;
         }
     }
     /* The others are at least ne[n] - u away, and that is the lower bound's if it is
@@ -491,8 +535,12 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
                                  : km_dist_exact(xr, 0, h->d, kc->prec,
                                                  kc->c64 + (size_t)nj[n] * h->d);
         if (v < e_second) {
+            e_third = e_second;
             e_second = v;
+            second = nj[n];
             near = sqrt(e_second) * (1 - m);
+        } else if (v < e_third) {
+            e_third = v;
         }
         n++;
     }
@@ -500,7 +548,33 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
     /* the others: listed or not, at least ne[n] from c_a (the lists are the nearest) */
     const double far = (ne[n] - u) * KM_SHRINK;
     km_take_row(kc, xr, best, labels + g, acc, ws);
-    store_bounds(h, g, best, sqrt(e_best) * (1 + m), near < far ? near : far);
+    if (h->sec) {   /* lower: every centroid but best and second */
+        const double third = sqrt(e_third) * (1 - m);
+        store_bounds(h, g, best, sqrt(e_best) * (1 + m), third < far ? third : far);
+        store_sec(h, g, second, near);
+    } else {
+        store_bounds(h, g, best, sqrt(e_best) * (1 + m), near < far ? near : far);
+    }
+    return 1;
+}
+
+/* A row still in doubt with exact distance e_a to its centroid a (u >= its true
+ * distance), runner-up s and l3 <= D(x, c_j) for every other j: when all those are
+ * provably farther than a, the argmin is a or s, and s's exact distance settles
+ * the row (lowest index on ties). Returns 0 when that is not proven. */
+static int sec_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t g, double e_a,
+                   double u, double l3, double m, int32_t *labels, km_acc *acc,
+                   km_workspace *ws)
+{
+    const int a = labels[g], s = h->sec[g];
+    if (h->lsec[g] == INFINITY || !(u * (1 + m) < l3 * (1 - m)))
+        return 0;
+    const double e_s = km_dist_exact(xr, 0, h->d, kc->prec, kc->c64 + (size_t)s * h->d);
+    acc->distances += 1;
+    const int to_s = e_s < e_a || (e_s == e_a && s < a);
+    km_take_row(kc, xr, to_s ? s : a, labels + g, acc, ws);
+    store_bounds(h, g, to_s ? s : a, sqrt(to_s ? e_s : e_a) * (1 + m), l3);
+    store_sec(h, g, to_s ? a : s, sqrt(to_s ? e_a : e_s) * (1 - m));
     return 1;
 }
 
@@ -527,10 +601,12 @@ static void flush_gathered(km_hamerly *h, const km_centers *kc, gather_buf *b, i
 static inline __attribute__((always_inline)) int64_t mark_doubts(km_hamerly *h, int64_t first,
                                                                   int64_t nr,
                                                                   const int32_t *labels,
-                                                                  gather_buf *b, const int lists)
+                                                                  gather_buf *b, const int lists,
+                                                                  const int secs)
 {
     const float *upper = h->upper + first, *lower = h->lower + first;
-    const int32_t *lab = labels + first;
+    const float *lsec = secs ? h->lsec + first : NULL;
+    const int32_t *lab = labels + first, *sec = secs ? h->sec + first : NULL;
     const float *ucum = h->ucum_f, lcum = h->lcum_f, *ldrift = h->ldrift_f, *far = h->far_f;
     unsigned char *doubt = b->doubt;
     /* 8 marks at a time: most words are 0 in the late passes */
@@ -543,9 +619,15 @@ static inline __attribute__((always_inline)) int64_t mark_doubts(km_hamerly *h, 
         for (; w; w &= w - 1) {
             const int64_t i = w0 + __builtin_ctzll(w) / 8;
             const int a = lab[i];
-            b->lb[nrest] = lists ? moved_lower(lower[i], ldrift[a], far[a],
-                                               moved_upper_f(upper[i], ucum[a]))
-                                 : moved_lower_f(lower[i], lcum);
+            const double l3 = lists ? moved_lower(lower[i], ldrift[a], far[a],
+                                                  moved_upper_f(upper[i], ucum[a]))
+                                    : moved_lower_f(lower[i], lcum);
+            b->lb[nrest] = l3;
+            if (secs) {
+                const double ls = moved_lower_f(lsec[i], ucum[sec[i]]);
+                b->l3[nrest] = l3;
+                b->lb[nrest] = ls < l3 ? ls : l3;
+            }
             b->rest[nrest++] = i;
         }
     }
@@ -560,11 +642,12 @@ static inline __attribute__((always_inline)) int64_t mark_doubts(km_hamerly *h, 
 static inline __attribute__((always_inline)) int64_t mark_rows(km_hamerly *h, int64_t first,
                                                                 int64_t nr,
                                                                 const int32_t *labels,
-                                                                gather_buf *b, const int lists)
+                                                                gather_buf *b, const int lists,
+                                                                const int secs)
 {
-    const float *upper = h->upper + first;
+    const float *upper = h->upper + first, *lsec = secs ? h->lsec + first : NULL;
     float *lower = h->lower + first;
-    const int32_t *lab = labels + first;
+    const int32_t *lab = labels + first, *sec = secs ? h->sec + first : NULL;
     const float *ucum = h->ucum_f, lcum = h->lcum_f, *sep = h->sep_f, *ldrift = h->ldrift_f,
                 *far = h->far_f;
     unsigned char *doubt = b->doubt;
@@ -575,14 +658,19 @@ static inline __attribute__((always_inline)) int64_t mark_rows(km_hamerly *h, in
     for (int64_t i = 0; i < nr; i++) {
         const int a = lab[i];
         const float u = moved_upper_f(upper[i], ucum[a]);
-        const float l = lists ? moved_lower(lower[i], ldrift[a], far[a], u)
-                              : moved_lower_f(lower[i], lcum);
+        const float l3 = lists ? moved_lower(lower[i], ldrift[a], far[a], u)
+                               : moved_lower_f(lower[i], lcum);
+        float l = l3;
+        if (secs) {   /* the runner-up moved by its own drift alone */
+            const float ls = moved_lower_f(lsec[i], ucum[sec[i]]);
+            l = ls < l3 ? ls : l3;
+        }
         const int keep = kept_f(u, l, sep[a]);
         if (lists)
-            lower[i] = keep ? l : lower[i];
+            lower[i] = keep ? l3 : lower[i];
         doubt[i] = (unsigned char)!keep;
     }
-    return mark_doubts(h, first, nr, labels, b, lists);
+    return mark_doubts(h, first, nr, labels, b, lists, secs);
 }
 
 #if defined(__AVX512F__)
@@ -628,19 +716,22 @@ static int64_t mark_table(km_hamerly *h, int64_t first, int64_t nr, const int32_
                                                   _CMP_LT_OQ);
         _mm_mask_storeu_epi8(b->doubt + i, in, _mm_maskz_set1_epi8((__mmask16)~keep, 1));
     }
-    return mark_doubts(h, first, nr, labels, b, 0);
+    return mark_doubts(h, first, nr, labels, b, 0, 0);
 }
 #endif
 
 static int64_t mark_block(km_hamerly *h, int64_t first, int64_t nr, const int32_t *labels,
                           gather_buf *b)
 {
+    if (h->sec)
+        return h->list_decay ? mark_rows(h, first, nr, labels, b, 1, 1)
+                             : mark_rows(h, first, nr, labels, b, 0, 1);
 #if defined(__AVX512F__)
     if (!h->list_decay && h->k <= KM_HAMERLY_TABLE_K)
         return mark_table(h, first, nr, labels, b);
 #endif
-    return h->list_decay ? mark_rows(h, first, nr, labels, b, 1)
-                         : mark_rows(h, first, nr, labels, b, 0);
+    return h->list_decay ? mark_rows(h, first, nr, labels, b, 1, 0)
+                         : mark_rows(h, first, nr, labels, b, 0, 0);
 }
 
 /* Row xr (local row g, label a) to the kernel with thread's gathered rows. */
@@ -702,10 +793,12 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
         const double u = sqrt(e) * (1 + m);
         acc->distances += 1;
         const double z = max2d(l, (h->sep[a] - u) * KM_SHRINK);
-        if (u * (1 + m) < z * (1 - m)) {
-            store_bounds(h, g, a, u, l);
+        if (u * (1 + m) < z * (1 - m)) {   /* (the runner-up's bound stays) */
+            store_bounds(h, g, a, u, h->sec ? b->l3[j] : l);
             continue;
         }
+        if (h->sec && sec_row(h, kc, xr, g, e, u, b->l3[j], m, labels, acc, ws))
+            continue;
         if (!near_row(h, kc, xr, g, e, u, m, labels, acc, ws)) {
             acc->distances -= 1;   /* the kernel's k stand for the row: skipped stays >= 0 */
             gather_row(h, kc, b, xr, g, a, labels, acc, ws, m);

@@ -138,8 +138,10 @@ class SameAsLloyd(unittest.TestCase):
         # d >= 128 and k - 1 > 32 listed: Hamerly keeps the centroids' pairwise distances
         # and recomputes only the pairs with a moved centroid; a pair beyond both lists'
         # reach keeps its old bound less the two drifts, and is recomputed once it falls
-        # within reach. On a 3-D manifold in 160 dimensions centroids creep for 40+
-        # passes, so bounds decay and come back into reach many times.
+        # within reach. A row also keeps its runner-up with a bound moved by that
+        # centroid's drift alone (d >= 128; a bound left unmoved fails here). On a 3-D
+        # manifold in 160 dimensions centroids creep for 40+ passes, so bounds decay
+        # and come back into reach many times.
         rng = np.random.default_rng(21)
         u = rng.uniform(size=(5000, 3))
         f = np.concatenate([np.sin(2 * np.pi * u), np.cos(2 * np.pi * u)], 1)
