@@ -354,7 +354,8 @@ km_algorithm km_choose_algorithm(const km_options *opt, int k, int d)
 {
     if (opt->algorithm != KM_ALG_AUTO)
         return opt->algorithm;
-    if (d >= KM_AUTO_YINYANG_D && (int64_t)k * d >= KM_AUTO_YINYANG_KD)
+    if (d >= KM_AUTO_YINYANG_D && (int64_t)k * d >= KM_AUTO_YINYANG_KD
+        && k <= KM_AUTO_YINYANG_MAX_K)
         return KM_ALG_YINYANG;
     const int hamerly = (int64_t)k * d >= KM_AUTO_HAMERLY_KD
                         || (k >= 2 && d <= KM_AUTO_HAMERLY_LOW_D);

@@ -191,14 +191,19 @@ class SameAsLloyd(unittest.TestCase):
                                    TMP("wide-out.h5")])
         self.assertEqual(rc, 0, se)
         self.assertIn("algorithm=hamerly", so)                 # auto: d < 512
-        wider = write_h5(TMP("wider.h5"), rng.uniform(size=(300, 600)).astype(np.float32))
-        rc, so, se = mpirun(1, 1, ["-i", wider, "-k", "28", "--max-iter", "2", "-o",
-                                   TMP("wider-out.h5")])
+        wider = write_h5(TMP("wider.h5"), rng.uniform(size=(300, 4096)).astype(np.float32))
+        for k, alg in ((4, "yinyang"),                         # d >= 4096, k d >= 16384
+                       (3, "hamerly"),                         # k d = 12288 < 16384
+                       (128, "yinyang"), (129, "hamerly")):    # k <= 128
+            rc, so, se = mpirun(1, 1, ["-i", wider, "-k", str(k), "--max-iter", "2", "-o",
+                                       TMP("wider-out.h5")])
+            self.assertEqual(rc, 0, se)
+            self.assertIn("algorithm=" + alg, so, "k = %d" % k)
+        mid = write_h5(TMP("mid.h5"), rng.uniform(size=(300, 784)).astype(np.float32))
+        rc, so, se = mpirun(1, 1, ["-i", mid, "-k", "64", "--max-iter", "2", "-o",
+                                   TMP("mid-out.h5")])
         self.assertEqual(rc, 0, se)
-        self.assertIn("algorithm=yinyang", so)                 # d >= 512, k d >= 16384
-        rc, so, se = mpirun(1, 1, ["-i", wider, "-k", "27", "--max-iter", "2", "-o",
-                                   TMP("wider-out2.h5")])
-        self.assertIn("algorithm=hamerly", so)                 # k d = 16200 < 16384
+        self.assertIn("algorithm=hamerly", so)                 # d < 4096
         rc, so, se = mpirun(1, 1, ["-i", path, "-k", "2", "--max-iter", "2", "-o",
                                    TMP("auto-2.h5")])
         self.assertIn("algorithm=hamerly", so)                 # auto: k d = 6, d <= 8
