@@ -113,16 +113,17 @@ struct km_hamerly {
     int valid;        /* the bounds hold for prev */
     int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
     gather_buf *buf;  /* per thread */
-    /* With the runner-ups (sec != NULL), lower[i] is a bound for every j but the
-     * label and sec[i], and lsec[i] - ucum_f[sec[i]] one of D(x, c_sec) (the
-     * drift sums of upper's); sec[i] = -1: none, lower is for all j != label. */
+    /* With the runner-ups (sec != NULL, KM_HAMERLY_SEC_MIN_D), lower[i] is a bound
+     * for every j but the label and sec[i], and lsec[i] - ucum_f[sec[i]] one of
+     * D(x, c_sec) (the drift sums of upper's). lsec[i] = +inf: no runner-up (sec[i]
+     * is 0 then), lower is for every j but the label. */
     int32_t *sec;
-    float *lsec;      /* +inf: no runner-up */
+    float *lsec;
     double *pair;     /* k x k: <= D(c_i, c_j) of prev's centroids (symmetric, the
                          diagonal unused) when pair_ok: sqrt(E) (1 - m)^2, or for a
                          pair beyond the lists' reach less than that; NULL without
-                         the lists, above
-                         KM_HAMERLY_PAIRS_MAX_K or below KM_HAMERLY_PAIRS_MIN_D */
+                         the lists, above KM_HAMERLY_PAIRS_MAX_K or below
+                         KM_HAMERLY_PAIRS_MIN_D */
     int pair_ok;
     int *pair_js;     /* k a thread: the pairs of one centroid to compute */
     double *pair_es;  /* k a thread: their E */
@@ -495,9 +496,10 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
         return 0;
     int best = a, second = -1;
     double e_best = e_a, e_second = INFINITY, e_third = INFINITY, ev[KM_HAMERLY_NEAR_MAX];
-    /* Four at a time (wide rows): the last four filled with the list's next, which
-     * the runner-up loop below takes first (a row needed 1.2 of them on 70k x 784,
-     * k = 256), in place of copies of the last. pre of them computed. */
+    /* Four at a time where rows are as wide as the pair table's (four at once pay
+     * from d = 128, km_dist_exact_many): the last four filled with the list's next,
+     * which the runner-up loop below takes first (a row needed 1.2 of them on 70k x
+     * 784, k = 256), in place of copies of the last. pre of them computed. */
     const int last = nn - 1 < h->near_max ? nn - 1 : h->near_max;   /* the loop's end */
     int pre = 0;
     if (h->d >= KM_HAMERLY_PAIRS_MIN_D) {
