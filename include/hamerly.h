@@ -28,6 +28,11 @@ void km_hamerly_free(km_hamerly *h);
 size_t km_hamerly_bytes(int k, int d, int64_t rows, int threads, int64_t block_rows,
                         km_precision prec);
 
+/* The share of the distances the last pass skipped, over all ranks (the history's):
+ * below KM_HAMERLY_TIGHTEN_MIN the next pass sends its rows in doubt straight to the
+ * kernel, without their own exact distance first (it seldom settles one then). */
+void km_hamerly_note_skipped(km_hamerly *h, double skipped);
+
 /* Same contract as km_lloyd_pass (acc also counts the distances computed). */
 int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
                     km_threads *th, km_acc *acc, km_error *err);

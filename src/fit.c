@@ -400,6 +400,8 @@ int km_fit(const km_comm *c, const km_options *opt, km_data *D, km_model *m, int
         const double inertia = st.acc[km_acc_inertia(k, d)];
         const int64_t changed = (int64_t)st.acc[km_acc_changed(k, d)];
         const double skipped = 1 - st.acc[km_acc_distances(k, d)] / ((double)blk->n * k);
+        if (st.ham)
+            km_hamerly_note_skipped(st.ham, skipped);
         if (km_history_push(&res->hist, inertia, shift, changed, empty, km_now() - t0, skipped,
                             err))
             break;   /* a local failure every rank meets the same way */

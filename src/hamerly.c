@@ -35,6 +35,13 @@
  * the border of two clusters is not in doubt whenever some centroid near its
  * own moves (measured: results/BENCH.md, eighteenth step). */
 #define KM_HAMERLY_SEC_MIN_D 128
+/* After a pass that skipped less than this share of the distances (over all ranks),
+ * the rows in doubt of the next go to the kernel without their own exact distance
+ * first: on uniform data (40,000 x 784, k = 200, 36 passes, 1-63 % skipped) that
+ * distance seldom settled a row, and Hamerly took 1.67 s to Lloyd's 1.60-1.66;
+ * without it 1.60 (results/BENCH.md, eighteenth step). Where most is skipped
+ * (70k x 784, k = 256; 2M x 3, k = 512) nothing changes. */
+#define KM_HAMERLY_TIGHTEN_MIN 0.2
 #define KM_HAMERLY_NEAR 32   /* nearest other centroids listed per centroid */
 /* At most this many of them computed for one row, else the kernel does all k.
  * Measured (fit s, 2 threads; results/BENCH.md): 2M x 3, k = 512: 19.3 with none,
@@ -112,6 +119,9 @@ struct km_hamerly {
                          +inf when the list holds every other centroid */
     int valid;        /* the bounds hold for prev */
     int by_pointer;   /* this pass gathers rows in doubt by pointer (see km_hamerly_pass) */
+    int tighten;      /* rows in doubt first take their own exact distance (and the
+                         near lists); 0 after a pass that skipped little */
+    int full_pass;    /* the last pass computed every distance (no bounds yet) */
     gather_buf *buf;  /* per thread */
     /* With the runner-ups (sec != NULL, KM_HAMERLY_SEC_MIN_D), lower[i] is a bound
      * for every j but the label and sec[i], and lsec[i] - ucum_f[sec[i]] one of
@@ -263,6 +273,7 @@ km_hamerly *km_hamerly_new(const km_centers *kc, int64_t rows, km_threads *th)
                                                                           : KM_HAMERLY_NEAR) : 0;
     h->near_max = (double)h->k * (h->d + 10) >= KM_HAMERLY_NEAR_KD ? KM_HAMERLY_NEAR_MAX : 0;
     h->list_decay = h->nnear > 0 && h->k >= KM_HAMERLY_LIST_K;
+    h->tighten = 1;
     h->near = malloc(sizeof(int) * (size_t)h->k * KM_HAMERLY_NEAR);
     h->near_lo = malloc(sizeof(double) * (size_t)h->k * KM_HAMERLY_NEAR);
     const int pairs = h->nnear > 0 && h->k <= KM_HAMERLY_PAIRS_MAX_K
@@ -785,7 +796,7 @@ static void resolve_block(km_hamerly *h, const km_centers *kc, const char *x, in
         const int64_t i = b->rest[j], g = first + i;
         const int a = labels[g];
         const char *xr = x + (size_t)i * rowbytes;
-        if (!h->near_max) {
+        if (!h->near_max || !h->tighten) {
             gather_row(h, kc, b, xr, g, a, labels, acc, ws, m);
             continue;
         }
@@ -854,6 +865,12 @@ static void flush(void *ctx, int t)
                    km_threads_workspace(P->th, t), P->m);
 }
 
+void km_hamerly_note_skipped(km_hamerly *h, double skipped)
+{
+    h->tighten = h->full_pass || !(skipped < KM_HAMERLY_TIGHTEN_MIN);   /* a full pass
+                                                                           skips nothing */
+}
+
 int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t *labels,
                     km_threads *th, km_acc *acc, km_error *err)
 {
@@ -871,6 +888,7 @@ int km_hamerly_pass(km_hamerly *h, km_source *src, const km_centers *kc, int32_t
         return err->code;
     km_threads_reduce(th, acc);
     km_bound_keep(h->prev, kc->c64, h->k, h->d, h->valid ? kc->same : NULL);
+    h->full_pass = !h->valid;
     h->valid = 1;
     return 0;
 }
