@@ -82,6 +82,7 @@ bench: bin/kmeans build/roofs
 	$(PYTHON) scripts/bench_kernel.py
 	$(PYTHON) scripts/bench_outofcore.py
 	$(PYTHON) scripts/bench_init.py
+	$(PYTHON) scripts/bench_pruned.py
 
 # this machine's FMA peak and streaming-read rate, for bench_kernel.py
 build/roofs: scripts/roofs.c scripts/fma_peak.h
