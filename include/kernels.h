@@ -232,7 +232,8 @@ double km_dist_exact(const void *x, int64_t i, int d, km_precision prec, const d
 
 /* out[q] = km_dist_exact(x, 0, d, prec, c64 + idx[q] d) for q < n, the same bits,
  * four centroids a pass over x (faster: the row is read once for the four, and
- * their sums run side by side). */
+ * their sums run side by side) from d = KM_EXACT_MANY_MIN_D, one at a time below. */
+#define KM_EXACT_MANY_MIN_D 128
 void km_dist_exact_many(const void *x, int d, km_precision prec, const double *c64,
                         const int *idx, int n, double *out);
 

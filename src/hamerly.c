@@ -341,10 +341,8 @@ static inline void store_sec(km_hamerly *h, int64_t i, int s, double l)
 /* Bounds of a row the kernel just assigned to a. */
 static inline void set_bounds(km_hamerly *h, int64_t i, int a, double eb, double lb2, double m)
 {
-    if (h->sec) {   /* the kernel names no runner-up: lower is for all */
-        h->sec[i] = 0;
-        h->lsec[i] = INFINITY;
-    }
+    if (h->sec)   /* the kernel names no runner-up: lower is for all */
+        store_sec(h, i, -1, 0);
     store_bounds(h, i, a, sqrt(eb) * (1 + m), sqrt(lb2 > 0 ? lb2 : 0) * (1 - m));
 }
 
@@ -507,13 +505,13 @@ static int near_row(km_hamerly *h, const km_centers *kc, const char *xr, int64_t
         return 0;
     int best = a, second = -1;
     double e_best = e_a, e_second = INFINITY, e_third = INFINITY, ev[KM_HAMERLY_NEAR_MAX];
-    /* Four at a time where rows are as wide as the pair table's (four at once pay
-     * from d = 128, km_dist_exact_many): the last four filled with the list's next,
-     * which the runner-up loop below takes first (a row needed 1.2 of them on 70k x
-     * 784, k = 256), in place of copies of the last. pre of them computed. */
+    /* Four at a time where that pays (km_dist_exact_many): the last four filled
+     * with the list's next, which the runner-up loop below takes first (a row
+     * needed 1.2 of them on 70k x 784, k = 256), in place of copies of the last.
+     * pre of them computed. */
     const int last = nn - 1 < h->near_max ? nn - 1 : h->near_max;   /* the loop's end */
     int pre = 0;
-    if (h->d >= KM_HAMERLY_PAIRS_MIN_D) {
+    if (h->d >= KM_EXACT_MANY_MIN_D) {
         pre = (n > 0 ? n + 3 : 4) / 4 * 4;
         pre = pre < last ? pre : n > last ? n : last;
         km_dist_exact_many(xr, h->d, kc->prec, kc->c64, nj, pre, ev);

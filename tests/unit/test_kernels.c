@@ -968,14 +968,14 @@ static void test_dist_exact_many(void **state)
         const void *x = p ? (const void *)x64 : (const void *)x32;
         for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
             const int d = dims[di];
+            /* the centroids as K rows d long: centroid c at cd + c d */
+            static double cd[K * D];
+            for (int r = 0; r < K; r++)
+                memcpy(cd + (size_t)r * d, c + (size_t)r * D, sizeof(double) * d);
             for (int n = 1; n <= K; n++) {
                 double out[K];
                 for (int q = 0; q < K; q++)
                     out[q] = -1;
-                /* rows d long inside a K x D block: centroid c at c + idx d */
-                static double cd[K * D];
-                for (int r = 0; r < K; r++)
-                    memcpy(cd + (size_t)r * d, c + (size_t)r * D, sizeof(double) * d);
                 km_dist_exact_many(x, d, prec, cd, idx, n, out);
                 for (int q = 0; q < n; q++) {
                     const double *cq = cd + (size_t)idx[q] * d;
