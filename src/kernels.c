@@ -23,6 +23,9 @@
    slower) */
 #define KM_ROW_DBLOCK 256
 #define KM_PF_GROUP_BYTES (512 * 1024)   /* a larger row group is prefetched by d-blocks */
+#ifndef KM_PF_AHEAD_BYTES
+#define KM_PF_AHEAD_BYTES 4096   /* contiguous rows are asked for at least this far ahead */
+#endif
 /* Lines of the next row asked for at each block of a row's scores (km_row_aux,
  * KM_ROW_DBLOCK values): 10,000 x 20,000 scores a row in 79 blocks, whose 8 lines each
  * ask for half of the next row's 1,250 (all of them, or 4 a block: no better); 784
@@ -405,6 +408,8 @@ typedef struct {
 
 static inline km_pf_cursor pf_start(const km_pf_lines *pf)
 {
+    if (pf->m0 < pf->lpr)   /* always for contiguous rows (one "row" of all the lines) */
+        return (km_pf_cursor){pf, pf->m0, 0, pf->m0};
     return (km_pf_cursor){pf, pf->m0, pf->m0 / pf->lpr, pf->m0 % pf->lpr};
 }
 

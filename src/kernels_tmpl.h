@@ -259,16 +259,88 @@ static void FN(transpose_p)(const REAL *const *rp, int64_t nr, int j0, int j1,
             xt[(size_t)(jj - j0) * RV + i] = rp[i][jj];
 }
 
-/* The same for rows [0, nr) of x (stride d). */
-static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int j1,
-                          REAL *restrict xt)
+#if ESIZE == 4 && (KM_VBYTES == 32 || KM_VBYTES == 64)
+/* Rows of at most VL floats: RV whole rows, VL at a time, each one vector load (the
+ * lanes past d are the next rows' values, never used), transposed in registers: 4 x 4
+ * blocks within each 128-bit lane by unpack and shuffle (vunpck*, vshufps), then the
+ * lanes themselves (vshuff32x4, vperm2f128), as transpose8 does for 8 x 8. Reads
+ * x[0, (RV - 1) d + VL). */
+#define KM_HAVE_SHORT 1
+static inline __attribute__((always_inline)) void FN(transpose_short)(const REAL *restrict x,
+                                                                     int d,
+                                                                     REAL *restrict xt)
 {
+    VI lo, hi, s0, s1;
+    for (int l = 0; l < VL; l++) {   /* constants once folded */
+        const int q = l & ~3, e = l & 3;   /* 128-bit lane, place in it */
+        lo[l] = q + e / 2 + (e & 1) * VL;
+        hi[l] = q + 2 + e / 2 + (e & 1) * VL;
+        s0[l] = q + (e & 1) + (e / 2) * VL;
+        s1[l] = q + 2 + (e & 1) + (e / 2) * VL;
+    }
+    for (int h = 0; h < 2; h++) {
+        VEC r[VL], t[VL];
+        for (int i = 0; i < VL; i++)
+            r[i] = FN(vload)(x + (size_t)(h * VL + i) * d);
+        for (int i = 0; i < VL / 2; i++) {   /* rows 2i, 2i + 1 interleaved */
+            t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+            t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
+        }
+        for (int i = 0; i < VL / 4; i++) {   /* lane L of r[4i + b]: column 4L + b of rows 4i.. */
+            r[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s0);
+            r[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s1);
+            r[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s0);
+            r[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s1);
+        }
+        /* column 4L + b = lane L of r[b], r[4 + b], ...: a transpose of 128-bit lanes */
+#if KM_VBYTES == 32
+        const VI p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
+        for (int b = 0; b < 4; b++) {
+            t[b] = __builtin_shuffle(r[b], r[4 + b], p0);
+            t[4 + b] = __builtin_shuffle(r[b], r[4 + b], p1);
+        }
+#else
+        /* (A.0, A.2, B.0, B.2) and (A.1, A.3, B.1, B.3), twice */
+        const VI e0 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+                 e1 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+        for (int b = 0; b < 4; b++) {
+            const VEC w0 = __builtin_shuffle(r[b], r[4 + b], e0),
+                      w1 = __builtin_shuffle(r[b], r[4 + b], e1),
+                      w2 = __builtin_shuffle(r[8 + b], r[12 + b], e0),
+                      w3 = __builtin_shuffle(r[8 + b], r[12 + b], e1);
+            t[b] = __builtin_shuffle(w0, w2, e0);
+            t[8 + b] = __builtin_shuffle(w0, w2, e1);
+            t[4 + b] = __builtin_shuffle(w1, w3, e0);
+            t[12 + b] = __builtin_shuffle(w1, w3, e1);
+        }
+#endif
+        for (int j = 0; j < d; j++)
+            memcpy(xt + (size_t)j * RV + h * VL, &t[j], sizeof(VEC));
+    }
+}
+#else
+#define KM_HAVE_SHORT 0
+#endif
+
+/* The same for rows [0, nr) of x (stride d), of which avail values may be read. */
+static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int j1,
+                          REAL *restrict xt, int64_t avail)
+{
+#if KM_HAVE_SHORT
+    if (d <= VL && nr == RV && (int64_t)(RV - 1) * d + VL <= avail) {
+        FN(transpose_short)(x, d, xt);
+        return;
+    }
+#else
+    (void)avail;
+#endif
     const REAL *rp[RV];
     for (int64_t i = 0; i < nr; i++)
         rp[i] = x + i * d;
     FN(transpose_p)(rp, nr, j0, j1, xt);
 }
 #undef KM_HAVE_T8
+#undef KM_HAVE_SHORT
 
 /* One row's scores against every centroid, as group_scores computes them (the
  * same products, so within the same error bound): for a near-tie when the
@@ -548,15 +620,21 @@ static inline uint64_t FN(group_need)(const FN(argmin_state) *st, const VEC *lim
     all = ~all;   /* all ones */
     for (int h = 0; h < 2; h++) {
         VI lab = {0};   /* lanes past nr: masked off below */
-        for (int l = 0; l < VL && h * VL + l < nr; l++)
-            lab[l] = (__typeof__(lab[0]))labels[h * VL + l];
+        if (sizeof lab[0] == sizeof *labels && nr == RV)   /* one load */
+            memcpy(&lab, labels + h * VL, sizeof lab);
+        else
+            for (int l = 0; l < VL && h * VL + l < nr; l++)
+                lab[l] = (__typeof__(lab[0]))labels[h * VL + l];
         ok[h] = (VI)(st->b2[h] > lim[h]) & (VI)(st->i1[h] == lab);
         all &= ok[h];
     }
-    int settled = 1;   /* the common case, tested as a vector */
-    for (int l = 0; l < VL; l++)
-        settled &= all[l] != 0;
-    if (settled)
+    /* the common case, every lane all ones, tested a word at a time (lane by lane it
+       compiled to an extraction a lane) */
+    uint64_t words[sizeof all / 8], settled = ~UINT64_C(0);
+    memcpy(words, &all, sizeof all);
+    for (size_t w = 0; w < sizeof all / 8; w++)
+        settled &= words[w];
+    if (settled == ~UINT64_C(0))
         return 0;
     uint64_t need = 0;
     for (int h = 0; h < 2; h++)
@@ -583,9 +661,19 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
        Rows just read into the thread's buffer are in cache already. */
     const int blk_pf = !ws->fresh && RV * rowb > KM_PF_GROUP_BYTES;
     const FN(score_err) se = FN(score_err_of)(kc);
+    /* Contiguous rows: the row group pf_ahead rows on is asked for, at least
+       KM_PF_AHEAD_BYTES on, whole even past the block's last row (a prefetch is a hint
+       and never faults): most blocks' next one follows in memory, and the first row
+       groups of a block were read cold. With short rows the next row group alone came
+       too late (4,000,000 x 16, k = 4: ~10 % faster two row groups on, results/BENCH.md).
+       The row group's lines and their share a call, without a division a row group. */
+    const int64_t pf_ahead = RV * (1 + (int64_t)(KM_PF_AHEAD_BYTES - 1) / (RV * (int64_t)rowb));
+    const int64_t full_n = rowp ? -1 : ((int64_t)RV * (int64_t)rowb + 63) / 64;
+    const int64_t full_step = (full_n * 64 / pf_calls + 127) / 64;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
-        const int64_t ahead = rows - r0 - RV, nnext = ahead <= 0 ? 0 : ahead < RV ? ahead : RV;
+        const int64_t ahead = rows - r0 - RV;
+        const int64_t nnext = !rowp ? RV : ahead <= 0 ? 0 : ahead < RV ? ahead : RV;
         /* Otherwise the next row group is asked for while this one computes, a slice
            before each centroid group's call: its bytes where the rows are contiguous,
            the first 512 of each row anywhere. All at once, the prefetches queued
@@ -593,12 +681,15 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
            transposition (70,000 x 784, k = 64: 10-15 % slower on Zen 3). */
         const int next_lpr = rowp ? (int)(rowb < 512 ? (rowb + 63) / 64 : 8)
                                   : (int)((nnext * rowb + 63) / 64);
-        km_pf_lines next = {.base = (const char *)(nnext && !rowp ? x + (r0 + RV) * d : x),
+        km_pf_lines next = {.base = rowp ? (const char *)x
+                                         : (const char *)((uintptr_t)x + (uintptr_t)(r0 + pf_ahead)
+                                                                             * rowb),
                             .rows = rowp && nnext ? (const void *const *)(rowp + r0 + RV) : NULL,
                             .stride = rowb, .lpr = next_lpr > 0 ? next_lpr : 1};
         const int64_t next_n = rowp ? nnext * next.lpr : next_lpr;
         /* a little over an even share a call: all asked for before the last calls */
-        const int64_t next_step = (next_n * 64 / pf_calls + 127) / 64;
+        const int64_t next_step = next_n == full_n ? full_step
+                                                   : (next_n * 64 / pf_calls + 127) / 64;
         int64_t next_done = 0;
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
@@ -615,7 +706,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
             if (rowp)
                 FN(transpose_p)(rowp + r0, nr, j0, j1, xt);
             else
-                FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
+                FN(transpose)(x + r0 * d, nr, d, j0, j1, xt, (rows - r0) * d);
             /* ||x||^2 per lane, for the error bound: four chains a half (one chain
                waited on the FMA's latency). Each term still passes through no more
                roundings than the block's length, which is what the bound charges */

@@ -427,11 +427,12 @@ static void test_read_some(void **state)
 static void test_sizes(void **state)
 {
     (void)state;
-    const int ds[] = {1, 3, 17, 1000};
+    /* 8 and 16: rows of one vector (float, AVX2 and AVX-512), transposed in registers */
+    const int ds[] = {1, 3, 8, 16, 17, 1000};
     const int ks[] = {1, 2, 7, 64};
     const int64_t blocks[] = {1, 37, 256};
     for (int p = 0; p < 2; p++)
-        for (int a = 0; a < 4; a++)
+        for (int a = 0; a < 6; a++)
             for (int b = 0; b < 4; b++)
                 for (int c = 0; c < 3; c++) {
                     int64_t n = ds[a] >= 1000 ? 301 : 1003;     /* never a block multiple */
