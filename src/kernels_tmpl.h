@@ -672,8 +672,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
     const int64_t full_step = (full_n * 64 / pf_calls + 127) / 64;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
-        const int64_t ahead = rows - r0 - RV;
-        const int64_t nnext = !rowp ? RV : ahead <= 0 ? 0 : ahead < RV ? ahead : RV;
+        const int64_t ahead = rows - r0 - RV, after = ahead <= 0 ? 0 : ahead < RV ? ahead : RV;
+        const int64_t nnext = !rowp ? RV : after;   /* rows of the next group asked for */
         /* Otherwise the next row group is asked for while this one computes, a slice
            before each centroid group's call: its bytes where the rows are contiguous,
            the first 512 of each row anywhere. All at once, the prefetches queued
@@ -735,7 +735,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 if (j1 == d)
                     xn[h] = FN(round64)(xn64 + h * VL);
             }
-            const int64_t nb_r = j1 < d ? r0 : r0 + RV, nb_n = j1 < d ? nr : nnext;
+            const int64_t nb_r = j1 < d ? r0 : r0 + RV, nb_n = j1 < d ? nr : after;
             const int nb_j0 = j1 < d ? j1 : 0;
             const int nb_j1 = d - nb_j0 > KM_DBLOCK ? nb_j0 + KM_DBLOCK : d;
             km_pf_lines pl = {
