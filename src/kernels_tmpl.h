@@ -108,6 +108,26 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
     st->i1[h] = KM_VBLEND(lt, cv, st->i1[h]);
 }
 
+/* a b + c as the kernel's sums accumulate: one fused instruction where the ISA has
+ * one (KM_VFMA), so that every loop that computes a score rounds it alike, whatever
+ * GCC's tuning would make of each loop's chain (see KM_VFMA); else a multiply and an
+ * add, as the compiler has no fused one to contract them into. */
+static inline VEC FN(madd)(VEC a, VEC b, VEC c)
+{
+#ifdef KM_VFMA
+    return KM_VFMA(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
+/* v in every lane (the scalar is broadcast; subtracting +0 changes no value, -0
+ * included, and folds away) */
+static inline VEC FN(bcast)(REAL v)
+{
+    return v - (VEC){0};
+}
+
 /* Step j of the register tile: row vectors j of xt times the first w (<= CG) centroid
  * values j of panel slice pj (scalar * vector: a broadcast), into the 2 x w accumulators. */
 static inline __attribute__((always_inline)) void FN(fma_step)(VEC a[2][CG],
@@ -118,8 +138,9 @@ static inline __attribute__((always_inline)) void FN(fma_step)(VEC a[2][CG],
     const VEC x0 = FN(vload)(xt + (size_t)j * RV), x1 = FN(vload)(xt + (size_t)j * RV + VL);
     const REAL *cj = pj + (size_t)j * CG;
     for (int q = 0; q < w; q++) {
-        a[0][q] += cj[q] * x0;
-        a[1][q] += cj[q] * x1;
+        const VEC c = FN(bcast)(cj[q]);
+        a[0][q] = FN(madd)(c, x0, a[0][q]);
+        a[1][q] = FN(madd)(c, x1, a[1][q]);
     }
 }
 
@@ -188,14 +209,20 @@ static inline __attribute__((always_inline)) void FN(group_scores_w)(
 /* The last group of a k that is not a multiple of CG with a narrower tile: 4 or
  * 2 columns where 6 would score padding (k = 4: a third of the FMAs; k = 16: the
  * last group's 4 of 6). The same products in the same order: the same scores. */
+static inline int FN(group_width)(const km_centers *kc, int g)
+{
+    const int left = kc->k - g * CG;
+    return CG > 4 && left <= 2 ? 2 : CG > 4 && left <= 4 ? 4 : CG;
+}
+
 static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
                              int j1, double *restrict part, FN(argmin_state) *st,
                              REAL *restrict keep, const km_pf_lines *pf)
 {
-    const int left = kc->k - g * CG;
-    if (CG > 4 && left <= 2)
+    const int w = FN(group_width)(kc, g);
+    if (w == 2)
         FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, 2);
-    else if (CG > 4 && left <= 4)
+    else if (w == 4)
         FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, 4);
     else
         FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, CG);
@@ -260,15 +287,14 @@ static void FN(transpose_p)(const REAL *const *rp, int64_t nr, int j0, int j1,
 }
 
 #if ESIZE == 4 && (KM_VBYTES == 32 || KM_VBYTES == 64)
-/* Rows of at most VL floats: RV whole rows, VL at a time, each one vector load (the
- * lanes past d are the next rows' values, never used), transposed in registers: 4 x 4
- * blocks within each 128-bit lane by unpack and shuffle (vunpck*, vshufps), then the
- * lanes themselves (vshuff32x4, vperm2f128), as transpose8 does for 8 x 8. Reads
- * x[0, (RV - 1) d + VL). */
+/* VL rows of at most VL floats (x, stride d), each one vector load (the lanes past d
+ * are the next rows' values, never used), transposed in registers into t (t[j]:
+ * column j): 4 x 4 blocks within each 128-bit lane by unpack and shuffle (vunpck*,
+ * vshufps), then the lanes themselves (vshuff32x4, vperm2f128), as transpose8 does
+ * for 8 x 8. Reads x[0, (VL - 1) d + VL). */
 #define KM_HAVE_SHORT 1
-static inline __attribute__((always_inline)) void FN(transpose_short)(const REAL *restrict x,
-                                                                     int d,
-                                                                     REAL *restrict xt)
+static inline __attribute__((always_inline)) void FN(transpose_half)(const REAL *restrict x,
+                                                                    int d, VEC t[VL])
 {
     VI lo, hi, s0, s1;
     for (int l = 0; l < VL; l++) {   /* constants once folded */
@@ -278,69 +304,121 @@ static inline __attribute__((always_inline)) void FN(transpose_short)(const REAL
         s0[l] = q + (e & 1) + (e / 2) * VL;
         s1[l] = q + 2 + (e & 1) + (e / 2) * VL;
     }
-    for (int h = 0; h < 2; h++) {
-        VEC r[VL], t[VL];
-        for (int i = 0; i < VL; i++)
-            r[i] = FN(vload)(x + (size_t)(h * VL + i) * d);
-        for (int i = 0; i < VL / 2; i++) {   /* rows 2i, 2i + 1 interleaved */
-            t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
-            t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
-        }
-        for (int i = 0; i < VL / 4; i++) {   /* lane L of r[4i + b]: column 4L + b of rows 4i.. */
-            r[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s0);
-            r[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s1);
-            r[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s0);
-            r[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s1);
-        }
-        /* column 4L + b = lane L of r[b], r[4 + b], ...: a transpose of 128-bit lanes */
-#if KM_VBYTES == 32
-        const VI p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
-        for (int b = 0; b < 4; b++) {
-            t[b] = __builtin_shuffle(r[b], r[4 + b], p0);
-            t[4 + b] = __builtin_shuffle(r[b], r[4 + b], p1);
-        }
-#else
-        /* (A.0, A.2, B.0, B.2) and (A.1, A.3, B.1, B.3), twice */
-        const VI e0 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
-                 e1 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-        for (int b = 0; b < 4; b++) {
-            const VEC w0 = __builtin_shuffle(r[b], r[4 + b], e0),
-                      w1 = __builtin_shuffle(r[b], r[4 + b], e1),
-                      w2 = __builtin_shuffle(r[8 + b], r[12 + b], e0),
-                      w3 = __builtin_shuffle(r[8 + b], r[12 + b], e1);
-            t[b] = __builtin_shuffle(w0, w2, e0);
-            t[8 + b] = __builtin_shuffle(w0, w2, e1);
-            t[4 + b] = __builtin_shuffle(w1, w3, e0);
-            t[12 + b] = __builtin_shuffle(w1, w3, e1);
-        }
-#endif
-        for (int j = 0; j < d; j++)
-            memcpy(xt + (size_t)j * RV + h * VL, &t[j], sizeof(VEC));
+    VEC r[VL];
+    for (int i = 0; i < VL; i++)
+        r[i] = FN(vload)(x + (size_t)i * d);
+    for (int i = 0; i < VL / 2; i++) {   /* rows 2i, 2i + 1 interleaved */
+        t[2 * i] = __builtin_shuffle(r[2 * i], r[2 * i + 1], lo);
+        t[2 * i + 1] = __builtin_shuffle(r[2 * i], r[2 * i + 1], hi);
     }
+    for (int i = 0; i < VL / 4; i++) {   /* lane L of r[4i + b]: column 4L + b of rows 4i.. */
+        r[4 * i] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s0);
+        r[4 * i + 1] = __builtin_shuffle(t[4 * i], t[4 * i + 2], s1);
+        r[4 * i + 2] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s0);
+        r[4 * i + 3] = __builtin_shuffle(t[4 * i + 1], t[4 * i + 3], s1);
+    }
+    /* column 4L + b = lane L of r[b], r[4 + b], ...: a transpose of 128-bit lanes */
+#if KM_VBYTES == 32
+    const VI p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
+    for (int b = 0; b < 4; b++) {
+        t[b] = __builtin_shuffle(r[b], r[4 + b], p0);
+        t[4 + b] = __builtin_shuffle(r[b], r[4 + b], p1);
+    }
+#else
+    /* (A.0, A.2, B.0, B.2) and (A.1, A.3, B.1, B.3), twice */
+    const VI e0 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+             e1 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+    for (int b = 0; b < 4; b++) {
+        const VEC w0 = __builtin_shuffle(r[b], r[4 + b], e0),
+                  w1 = __builtin_shuffle(r[b], r[4 + b], e1),
+                  w2 = __builtin_shuffle(r[8 + b], r[12 + b], e0),
+                  w3 = __builtin_shuffle(r[8 + b], r[12 + b], e1);
+        t[b] = __builtin_shuffle(w0, w2, e0);
+        t[8 + b] = __builtin_shuffle(w0, w2, e1);
+        t[4 + b] = __builtin_shuffle(w1, w3, e0);
+        t[12 + b] = __builtin_shuffle(w1, w3, e1);
+    }
+#endif
 }
+
 #else
 #define KM_HAVE_SHORT 0
 #endif
 
-/* The same for rows [0, nr) of x (stride d), of which avail values may be read. */
+/* The same for rows [0, nr) of x (stride d). */
 static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int j1,
-                          REAL *restrict xt, int64_t avail)
+                          REAL *restrict xt)
 {
-#if KM_HAVE_SHORT
-    if (d <= VL && nr == RV && (int64_t)(RV - 1) * d + VL <= avail) {
-        FN(transpose_short)(x, d, xt);
-        return;
-    }
-#else
-    (void)avail;
-#endif
     const REAL *rp[RV];
     for (int64_t i = 0; i < nr; i++)
         rp[i] = x + i * d;
     FN(transpose_p)(rp, nr, j0, j1, xt);
 }
 #undef KM_HAVE_T8
-#undef KM_HAVE_SHORT
+
+#if KM_HAVE_SHORT
+/* Centroid group g's scores of one half of a row group of short rows (t: its columns,
+ * in registers), into the argmin: group_scores_w's products, sums and updates in
+ * its order, so the same bits. The columns past d are never read. */
+static inline __attribute__((always_inline)) void FN(short_scores_w)(
+    const km_centers *kc, const VEC t[VL], int g, FN(argmin_state) *st, int h, const int w)
+{
+    const int d = kc->d;
+    const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
+    VEC a[CG];
+    for (int q = 0; q < w; q++)
+        a[q] = (VEC){0};
+#pragma GCC unroll 16
+    for (int j = 0; j < VL; j++)
+        if (j < d)
+            for (int q = 0; q < w; q++)
+                a[q] = FN(madd)(FN(bcast)(pan[(size_t)j * CG + q]), t[j], a[q]);
+    for (int q = 0; q < w; q++)
+        FN(argmin_update)(st, h, ((const REAL *)kc->cnorm_r)[g * CG + q] - 2 * a[q],
+                          g * CG + q);
+}
+
+/* A whole row group of short rows (d <= VL, RV rows from x, stride d): what
+ * assign_block's d-block loop computes for it (the columns, ||x||^2 into xn, every
+ * centroid's score into st), a half at a time with the half's columns in registers:
+ * no transposed block stored and loaded again, no call a centroid group (4,000,000 x
+ * 16, k = 4: results/BENCH.md). The same operations in the same order as that loop,
+ * so a row's scores do not depend on which of the two computed them. The npf lines
+ * from pf on (the next row group) are asked for half before each half. Reads x[0,
+ * (RV - 1) d + VL). */
+static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
+                            FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf)
+{
+    const int d = kc->d, ng = kc->kp / CG;
+    for (int h = 0; h < 2; h++) {
+        for (int64_t m = h * npf / 2; m < (h + 1) * npf / 2; m++)
+            __builtin_prefetch(pf + m * 64, 0, 3);
+        VEC t[VL];
+        FN(transpose_half)(x + (size_t)h * VL * d, d, t);
+        /* ||x||^2 in assign_block's four chains: column j into chain j % 4 up to the
+           last multiple of 4, the rest into chain 0 */
+        VEC xq[4] = {{0}, {0}, {0}, {0}};
+        const int d4 = d & ~3;
+#pragma GCC unroll 16
+        for (int j = 0; j < VL; j++) {
+            if (j < d4)
+                xq[j % 4] = FN(madd)(t[j], t[j], xq[j % 4]);
+            else if (j < d)
+                xq[0] = FN(madd)(t[j], t[j], xq[0]);
+        }
+        xn[h] = (xq[0] + xq[1]) + (xq[2] + xq[3]);
+        for (int g = 0; g < ng; g++) {
+            const int w = FN(group_width)(kc, g);
+            if (w == 2)
+                FN(short_scores_w)(kc, t, g, st, h, 2);
+            else if (w == 4)
+                FN(short_scores_w)(kc, t, g, st, h, 4);
+            else
+                FN(short_scores_w)(kc, t, g, st, h, CG);
+        }
+    }
+}
+#endif
 
 /* One row's scores against every centroid, as group_scores computes them (the
  * same products, so within the same error bound): for a near-tie when the
@@ -670,6 +748,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
     const int64_t pf_ahead = RV * (1 + (int64_t)(KM_PF_AHEAD_BYTES - 1) / (RV * (int64_t)rowb));
     const int64_t full_n = rowp ? -1 : ((int64_t)RV * (int64_t)rowb + 63) / 64;
     const int64_t full_step = (full_n * 64 / pf_calls + 127) / 64;
+    /* see short_group; rows that short keep no scores (KM_KEEP_SCORES_D) */
+    const int short_rows = KM_HAVE_SHORT && d <= VL && !rowp && !ws->scores;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
         const int64_t ahead = rows - r0 - RV, after = ahead <= 0 ? 0 : ahead < RV ? ahead : RV;
@@ -700,13 +780,20 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 st.i1[h][i] = 0;
             }
         REAL *keep = ws->scores;
+        /* a whole group of short rows in memory: in registers */
+        const int in_regs =
+            short_rows && nr == RV && (RV - 1) * (int64_t)d + VL <= (rows - r0) * d;
+#if KM_HAVE_SHORT
+        if (in_regs)
+            FN(short_group)(kc, x + r0 * d, &st, xn, next.base, next_n);
+#endif
         /* d-block by d-block, so the transposed block stays in L1 whatever d is */
-        for (int j0 = 0; j0 < d; j0 += KM_DBLOCK) {
+        for (int j0 = 0; j0 < d && !in_regs; j0 += KM_DBLOCK) {
             const int j1 = d - j0 > KM_DBLOCK ? j0 + KM_DBLOCK : d;
             if (rowp)
                 FN(transpose_p)(rowp + r0, nr, j0, j1, xt);
             else
-                FN(transpose)(x + r0 * d, nr, d, j0, j1, xt, (rows - r0) * d);
+                FN(transpose)(x + r0 * d, nr, d, j0, j1, xt);
             /* ||x||^2 per lane, for the error bound: four chains a half (one chain
                waited on the FMA's latency). Each term still passes through no more
                roundings than the block's length, which is what the bound charges */
@@ -716,12 +803,12 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 for (int u = 0; u < 4; u++)
                     for (int h = 0; h < 2; h++) {
                         const VEC v = FN(vload)(xt + (size_t)(j + u) * RV + h * VL);
-                        xq[h][u] += v * v;
+                        xq[h][u] = FN(madd)(v, v, xq[h][u]);
                     }
             for (; j < j1 - j0; j++)
                 for (int h = 0; h < 2; h++) {
                     const VEC v = FN(vload)(xt + (size_t)j * RV + h * VL);
-                    xq[h][0] += v * v;
+                    xq[h][0] = FN(madd)(v, v, xq[h][0]);
                 }
             VEC xb[2];
             for (int h = 0; h < 2; h++)
@@ -824,6 +911,7 @@ static void FN(load_panels)(km_centers *kc, const double *c64)
     }
 }
 
+#undef KM_HAVE_SHORT
 #undef RV
 #undef FN
 #undef FN2
