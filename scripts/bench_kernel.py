@@ -11,7 +11,7 @@ large) on the same threads; the cost of one iteration is (t(I2) - t(I1)) /
 (I2 - I1), so start-up and I/O cancel. t is fit()/train() for the peers and
 the program's own init + iteration phases for ours (the wall time of a whole
 mpirun swung by +-0.1 s, as much as 10 iterations of shape d). Minimum over
---repeat runs.
+--repeat runs of each, the I1 and I2 runs in turn.
 Roofs: the FMA peak and a streaming read (build/roofs, all threads) and
 OpenBLAS sgemm on a 4096^2 float32 product (numpy), and on each shape's own product
 (n x d times d x k: the dot products of a pass, without the argmin).
@@ -50,8 +50,13 @@ def sgemm_gflops(a, b):
 
 
 def per_iter(fn, i1, i2, repeat):
-    t1 = min(fn(i1) for _ in range(repeat))
-    t2 = min(fn(i2) for _ in range(repeat))
+    """(min t(I2) - min t(I1)) / (I2 - I1), the two run in turn: on a VM whose speed
+    drifts within a minute, all I1 runs then all I2 runs could take each in another
+    phase (shape d came out at 0.94x from one thread to two that way)."""
+    t1 = t2 = float("inf")
+    for _ in range(repeat):
+        t1 = min(t1, fn(i1))
+        t2 = min(t2, fn(i2))
     return (t2 - t1) / (i2 - i1)
 
 
@@ -60,7 +65,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="abcd")
     ap.add_argument("--iters", type=int, nargs=2, default=[3, 13], metavar=("I1", "I2"))
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS",
                                                                       os.cpu_count())))
     ap.add_argument("--no-faiss", action="store_true")
