@@ -691,11 +691,30 @@ static inline uint64_t FN(rows_mask)(int64_t nr)   /* bits [0, nr) */
     return nr < 64 ? (UINT64_C(1) << nr) - 1 : ~UINT64_C(0);
 }
 
+/* Lane l's sign as bit l: for a comparison's result (all ones or zero), which lanes
+ * hold. One instruction with AVX-512 DQ (vpmovd2m, vpmovq2m) or AVX (vmovmskps/pd). */
+static inline uint64_t FN(lane_bits)(VI m)
+{
+#if defined(__AVX512DQ__) && KM_VBYTES == 64 && ESIZE == 4
+    return (uint16_t)_mm512_movepi32_mask((__m512i)m);
+#elif defined(__AVX512DQ__) && KM_VBYTES == 64
+    return (uint8_t)_mm512_movepi64_mask((__m512i)m);
+#elif defined(__AVX__) && KM_VBYTES == 32 && ESIZE == 4
+    return (unsigned)_mm256_movemask_ps((__m256)m);
+#elif defined(__AVX__) && KM_VBYTES == 32
+    return (unsigned)_mm256_movemask_pd((__m256d)m);
+#else
+    uint64_t b = 0;
+    for (int l = 0; l < VL; l++)
+        b |= (uint64_t)(m[l] < 0) << l;
+    return b;
+#endif
+}
+
 static inline uint64_t FN(group_need)(const FN(argmin_state) *st, const VEC *lim,
                                       const int32_t *labels, int64_t nr)
 {
-    VI ok[2], all = {0};
-    all = ~all;   /* all ones */
+    uint64_t ok = 0;
     for (int h = 0; h < 2; h++) {
         VI lab = {0};   /* lanes past nr: masked off below */
         if (sizeof lab[0] == sizeof *labels && nr == RV)   /* one load */
@@ -703,22 +722,9 @@ static inline uint64_t FN(group_need)(const FN(argmin_state) *st, const VEC *lim
         else
             for (int l = 0; l < VL && h * VL + l < nr; l++)
                 lab[l] = (__typeof__(lab[0]))labels[h * VL + l];
-        ok[h] = (VI)(st->b2[h] > lim[h]) & (VI)(st->i1[h] == lab);
-        all &= ok[h];
+        ok |= FN(lane_bits)((VI)(st->b2[h] > lim[h]) & (VI)(st->i1[h] == lab)) << (h * VL);
     }
-    /* the common case, every lane all ones, tested a word at a time (lane by lane it
-       compiled to an extraction a lane) */
-    uint64_t words[sizeof all / 8], settled = ~UINT64_C(0);
-    memcpy(words, &all, sizeof all);
-    for (size_t w = 0; w < sizeof all / 8; w++)
-        settled &= words[w];
-    if (settled == ~UINT64_C(0))
-        return 0;
-    uint64_t need = 0;
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < VL; l++)
-            need |= (uint64_t)(ok[h][l] == 0) << (h * VL + l);
-    return need & FN(rows_mask)(nr);
+    return ~ok & FN(rows_mask)(nr);
 }
 
 static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
