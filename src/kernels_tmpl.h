@@ -108,14 +108,31 @@ static inline void FN(argmin_update)(FN(argmin_state) *st, int h, VEC s, int c)
     st->i1[h] = KM_VBLEND(lt, cv, st->i1[h]);
 }
 
-/* a b + c as the kernel's sums accumulate: one fused instruction where the ISA has
- * one (KM_VFMA), so that every loop that computes a score rounds it alike, whatever
- * GCC's tuning would make of each loop's chain (see KM_VFMA); else a multiply and an
- * add, as the compiler has no fused one to contract them into. */
-static inline VEC FN(madd)(VEC a, VEC b, VEC c)
+/* a b + c, fused: one lane, and lane by lane (KM_VFMA; elsewhere one lane at a time) */
+static inline REAL FN(fma1)(REAL a, REAL b, REAL c)
+{
+    return _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(a, b, c);
+}
+
+static inline VEC FN(fma)(VEC a, VEC b, VEC c)
 {
 #ifdef KM_VFMA
     return KM_VFMA(a, b, c);
+#else
+    for (int l = 0; l < VL; l++)
+        c[l] = FN(fma1)(a[l], b[l], c[l]);
+    return c;
+#endif
+}
+
+/* a b + c as the kernel's sums accumulate: fused wherever the machine has a fused
+ * multiply-add (KM_VFMA; __FP_FAST_FMA elsewhere), so that every loop that computes a
+ * score rounds it alike, whatever the compiler's tuning would make of each loop's chain
+ * (see KM_VFMA); else a multiply and an add, which it has nothing to contract into. */
+static inline VEC FN(madd)(VEC a, VEC b, VEC c)
+{
+#if defined(KM_VFMA) || (defined(__FP_FAST_FMAF) && defined(__FP_FAST_FMA))
+    return FN(fma)(a, b, c);
 #else
     return a * b + c;
 #endif
@@ -551,23 +568,6 @@ static inline int FN(row_err_len)(int d)
     const int blk = d < KM_ROW_DBLOCK ? d : KM_ROW_DBLOCK;
     const int blocks = (d + KM_ROW_DBLOCK - 1) / KM_ROW_DBLOCK;
     return blk / VL + VL - 1 + (UROUND < 0x1p-40 ? blocks + VL : 1);
-}
-
-/* a b + c, fused: one lane, and lane by lane (KM_VFMA; elsewhere one lane at a time) */
-static inline REAL FN(fma1)(REAL a, REAL b, REAL c)
-{
-    return _Generic((REAL)0, float: __builtin_fmaf, default: __builtin_fma)(a, b, c);
-}
-
-static inline VEC FN(fma)(VEC a, VEC b, VEC c)
-{
-#ifdef KM_VFMA
-    return KM_VFMA(a, b, c);
-#else
-    for (int l = 0; l < VL; l++)
-        c[l] = FN(fma1)(a[l], b[l], c[l]);
-    return c;
-#endif
 }
 
 /* sum_j xr[j] ys[i][j] over [0, d) for ny (<= 4) rows ys, KM_ROW_DBLOCK values at a
