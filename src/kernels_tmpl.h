@@ -754,7 +754,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
     const int64_t pf_ahead = RV * (1 + (int64_t)(KM_PF_AHEAD_BYTES - 1) / (RV * (int64_t)rowb));
     const int64_t full_n = rowp ? -1 : ((int64_t)RV * (int64_t)rowb + 63) / 64;
     const int64_t full_step = (full_n * 64 / pf_calls + 127) / 64;
-    /* see short_group; rows that short keep no scores (KM_KEEP_SCORES_D) */
+    /* see short_group; short rows keep no scores (d < KM_KEEP_SCORES_D) */
     const int short_rows = KM_HAVE_SHORT && d <= VL && !rowp && !ws->scores;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
         const int64_t nr = rows - r0 < RV ? rows - r0 : RV;
