@@ -375,7 +375,8 @@ void km_dist_exact_many(const void *x, int d, km_precision prec, const double *c
      * tail and the sums' reduction outweigh the loop (build/rowbench, one core, four
      * distances from cache: d = 32, 0.04 against 0.03 us; 128, 0.07 against 0.08;
      * 784, 0.26 against 0.41). */
-    for (; d >= KM_EXACT_MANY_MIN_D && q + 2 <= n; q += 4) {   /* 2 or 3 left: padded with the last */
+    /* 2 or 3 left: padded with the last */
+    for (; d >= KM_EXACT_MANY_MIN_D && q + 2 <= n; q += 4) {
         const int r = n - q < 4 ? n - q : 4;
         const double *c[4];
         double o[4];

@@ -752,8 +752,8 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
        too late (4,000,000 x 16, k = 4: ~10 % faster two row groups on, results/BENCH.md).
        The row group's lines and their share a call, without a division a row group. */
     const int64_t pf_ahead = RV * (1 + (int64_t)(KM_PF_AHEAD_BYTES - 1) / (RV * (int64_t)rowb));
-    const int64_t full_n = rowp ? -1 : ((int64_t)RV * (int64_t)rowb + 63) / 64;
-    const int64_t full_step = (full_n * 64 / pf_calls + 127) / 64;
+    const int64_t group_lines = ((int64_t)RV * (int64_t)rowb + 63) / 64;
+    const int64_t full_step = (group_lines * 64 / pf_calls + 127) / 64;   /* contiguous */
     /* see short_group; short rows keep no scores (d < KM_KEEP_SCORES_D) */
     const int short_rows = KM_HAVE_SHORT && d <= VL && !rowp && !ws->scores;
     for (int64_t r0 = 0; r0 < rows; r0 += RV) {
@@ -774,8 +774,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                             .stride = rowb, .lpr = next_lpr > 0 ? next_lpr : 1};
         const int64_t next_n = rowp ? nnext * next.lpr : next_lpr;
         /* a little over an even share a call: all asked for before the last calls */
-        const int64_t next_step = next_n == full_n ? full_step
-                                                   : (next_n * 64 / pf_calls + 127) / 64;
+        const int64_t next_step = rowp ? (next_n * 64 / pf_calls + 127) / 64 : full_step;
         int64_t next_done = 0;
         FN(argmin_state) st;
         VEC xn[2] = {{0}, {0}};
