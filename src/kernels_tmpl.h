@@ -245,6 +245,23 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
         FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, CG);
 }
 
+/* group_scores where one d-block holds the row (d <= KM_DBLOCK, never prefetched by
+ * d-blocks), inlined into the loop over the groups so that st, a local copy there,
+ * stays in registers from group to group: through memory each update waited on the
+ * last one's store (1,000,000 x 32, k = 64: results/BENCH.md). */
+static inline __attribute__((always_inline)) void FN(one_block_scores)(
+    const km_centers *kc, const REAL *restrict xt, int g, double *restrict part,
+    FN(argmin_state) *st, REAL *restrict keep)
+{
+    const int w = FN(group_width)(kc, g), d = kc->d;
+    if (w == 2)
+        FN(group_scores_w)(kc, xt, g, 0, d, part, st, keep, NULL, 2);
+    else if (w == 4)
+        FN(group_scores_w)(kc, xt, g, 0, d, part, st, keep, NULL, 4);
+    else
+        FN(group_scores_w)(kc, xt, g, 0, d, part, st, keep, NULL, CG);
+}
+
 #if ESIZE == 4 || KM_VBYTES / ESIZE == 8
 /* 8 x 8 block transpose (rows src[0..8), columns [j, j + 8)) with the unpack /
  * shuffle / lane-permute network on vectors of 8 values: a VEC where VL == 8, half
@@ -837,6 +854,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 .off = (size_t)nb_j0 * sizeof(REAL),
                 .lpr = (int)(((size_t)(nb_j1 - nb_j0) * sizeof(REAL) + 63) / 64)};
             const int pl_n = (int)nb_n * pl.lpr;
+            FN(argmin_state) sr = st;   /* see one_block_scores */
             for (int g = 0; g < ng; g++) {
                 if (blk_pf) {
                     pl.m0 = g * pl_n / ng;
@@ -849,8 +867,13 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                     for (km_pf_cursor cu = pf_start(&next); cu.m < next.m1;)
                         pf_issue(&cu);
                 }
-                FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep, blk_pf ? &pl : NULL);
+                if (d <= KM_DBLOCK)
+                    FN(one_block_scores)(kc, xt, g, part, &sr, keep);
+                else
+                    FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep, blk_pf ? &pl : NULL);
             }
+            if (d <= KM_DBLOCK)
+                st = sr;
         }
         /* Scores are within coef (||x|| + cmax)^2 of the truth: the dot in REAL
          * (d FMAs, or a d-block's), centroids and norms rounded to REAL, the score's rounding.
