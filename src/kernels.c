@@ -26,6 +26,15 @@
 #ifndef KM_PF_AHEAD_BYTES
 #define KM_PF_AHEAD_BYTES 4096   /* contiguous rows are asked for at least this far ahead */
 #endif
+/* Short rows (short_group) are also asked for this much further on into L2 only
+ * (prefetcht2): an L1 prefetch holds a line-fill buffer until its line arrives from
+ * memory, and with a few such buffers a core read 4,000,000 x 16 at ~9 GB/s; from
+ * L2 they come back soon (Sapphire Rapids-class host, one thread 33 -> 27 ms a
+ * pass, two 14.2 -> 13.0 ms an iteration: results/BENCH.md). No gain on 32 or 784
+ * features, whose passes compute longer than they read. */
+#ifndef KM_PF_L2_AHEAD_BYTES
+#define KM_PF_L2_AHEAD_BYTES 16384
+#endif
 /* Lines of the next row asked for at each block of a row's scores (km_row_aux,
  * KM_ROW_DBLOCK values): 10,000 x 20,000 scores a row in 79 blocks, whose 8 lines each
  * ask for half of the next row's 1,250 (all of them, or 4 a block: no better); 784

@@ -418,15 +418,18 @@ static inline __attribute__((always_inline)) void FN(short_scores_w)(
  * no transposed block stored and loaded again, no call a centroid group (4,000,000 x
  * 16, k = 4: results/BENCH.md). The same operations in the same order as that loop,
  * so a row's scores do not depend on which of the two computed them. The npf lines
- * from pf on (the next row group) are asked for half before each half. Reads x[0,
- * (RV - 1) d + VL). */
+ * from pf on (the next row group) are asked for half before each half, into L1, and
+ * the same lines KM_PF_L2_AHEAD_BYTES further on into L2. Reads x[0, (RV - 1) d + VL). */
 static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
                             FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf)
 {
     const int d = kc->d, ng = kc->kp / CG;
     for (int h = 0; h < 2; h++) {
-        for (int64_t m = h * npf / 2; m < (h + 1) * npf / 2; m++)
+        for (int64_t m = h * npf / 2; m < (h + 1) * npf / 2; m++) {
             __builtin_prefetch(pf + m * 64, 0, 3);
+            __builtin_prefetch((const char *)((uintptr_t)pf + KM_PF_L2_AHEAD_BYTES
+                                              + (uintptr_t)m * 64), 0, 1);
+        }
         VEC t[VL];
         FN(transpose_half)(x + (size_t)h * VL * d, d, t);
         /* ||x||^2 in assign_block's four chains: column j into chain j % 4 up to the
