@@ -419,7 +419,7 @@ static inline __attribute__((always_inline)) void FN(short_scores_w)(
  * 16, k = 4: results/BENCH.md). The same operations in the same order as that loop,
  * so a row's scores do not depend on which of the two computed them. The npf lines
  * from pf on (the next row group) are asked for half before each half, into L1, and
- * the same lines KM_PF_L2_AHEAD_BYTES further on into L2. Reads x[0, (RV - 1) d + VL). */
+ * as many lines KM_PF_L2_AHEAD_BYTES beyond them into L2. Reads x[0, (RV - 1) d + VL). */
 static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
                             FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf)
 {
