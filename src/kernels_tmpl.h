@@ -232,9 +232,14 @@ static inline int FN(group_width)(const km_centers *kc, int g)
     return CG > 4 && left <= 2 ? 2 : CG > 4 && left <= 4 ? 4 : CG;
 }
 
-static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
-                             int j1, double *restrict part, FN(argmin_state) *st,
-                             REAL *restrict keep, const km_pf_lines *pf)
+/* group_scores_w at the group's width. Inlined where one d-block holds the row (d <=
+ * KM_DBLOCK, never prefetched by d-blocks): assign_block's loop over the groups then
+ * keeps its copy of the argmin state in registers from group to group, where through
+ * a call each update waited on the last one's store (1,000,000 x 32, k = 64:
+ * results/BENCH.md); called out of line (group_scores) where the row spans several. */
+static inline __attribute__((always_inline)) void FN(group_scores_in)(
+    const km_centers *kc, const REAL *restrict xt, int g, int j0, int j1,
+    double *restrict part, FN(argmin_state) *st, REAL *restrict keep, const km_pf_lines *pf)
 {
     const int w = FN(group_width)(kc, g);
     if (w == 2)
@@ -245,21 +250,11 @@ static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int 
         FN(group_scores_w)(kc, xt, g, j0, j1, part, st, keep, pf, CG);
 }
 
-/* group_scores where one d-block holds the row (d <= KM_DBLOCK, never prefetched by
- * d-blocks), inlined into the loop over the groups so that st, a local copy there,
- * stays in registers from group to group: through memory each update waited on the
- * last one's store (1,000,000 x 32, k = 64: results/BENCH.md). */
-static inline __attribute__((always_inline)) void FN(one_block_scores)(
-    const km_centers *kc, const REAL *restrict xt, int g, double *restrict part,
-    FN(argmin_state) *st, REAL *restrict keep)
+static void FN(group_scores)(const km_centers *kc, const REAL *restrict xt, int g, int j0,
+                             int j1, double *restrict part, FN(argmin_state) *st,
+                             REAL *restrict keep, const km_pf_lines *pf)
 {
-    const int w = FN(group_width)(kc, g), d = kc->d;
-    if (w == 2)
-        FN(group_scores_w)(kc, xt, g, 0, d, part, st, keep, NULL, 2);
-    else if (w == 4)
-        FN(group_scores_w)(kc, xt, g, 0, d, part, st, keep, NULL, 4);
-    else
-        FN(group_scores_w)(kc, xt, g, 0, d, part, st, keep, NULL, CG);
+    FN(group_scores_in)(kc, xt, g, j0, j1, part, st, keep, pf);
 }
 
 #if ESIZE == 4 || KM_VBYTES / ESIZE == 8
@@ -857,7 +852,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                 .off = (size_t)nb_j0 * sizeof(REAL),
                 .lpr = (int)(((size_t)(nb_j1 - nb_j0) * sizeof(REAL) + 63) / 64)};
             const int pl_n = (int)nb_n * pl.lpr;
-            FN(argmin_state) sr = st;   /* see one_block_scores */
+            FN(argmin_state) sr = st;   /* in registers where d <= KM_DBLOCK: group_scores_in */
             for (int g = 0; g < ng; g++) {
                 if (blk_pf) {
                     pl.m0 = g * pl_n / ng;
@@ -871,7 +866,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
                         pf_issue(&cu);
                 }
                 if (d <= KM_DBLOCK)
-                    FN(one_block_scores)(kc, xt, g, part, &sr, keep);
+                    FN(group_scores_in)(kc, xt, g, 0, d, part, &sr, keep, NULL);
                 else
                     FN(group_scores)(kc, xt, g, j0, j1, part, &st, keep, blk_pf ? &pl : NULL);
             }
