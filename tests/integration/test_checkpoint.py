@@ -94,10 +94,11 @@ def ckpt_iteration(path):
 class CheckpointResume(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.data = write_h5(TMP("m.h5"), manifold(200000, 16, 3))
-        # Lloyd: ~6 ms a pass here, so a signal sent after iteration 15 reaches a run
-        # that still has ~90 passes (0.6 s) to go; with auto (Hamerly, ~2 ms a pass)
-        # a loaded machine let the run finish first
+        cls.data = write_h5(TMP("m.h5"), manifold(800000, 16, 3))
+        # Lloyd: ~4 ms a pass on the 2-core Zen 5 host (268 passes), so a signal sent
+        # after iteration 15 reaches a run that still has ~1 s to go. At 200,000 rows the
+        # kernel had come down to ~1.3 ms a pass (0.13 s left after iteration 10) and a
+        # loaded machine let the run finish first; so had auto (Hamerly) before that
         cls.args = ["-i", cls.data, "-k", "32", "--seed", "2", "--tol", "0", "--algorithm",
                     "lloyd"]
         cls.ref = TMP("ref.h5")
