@@ -390,9 +390,9 @@ static void FN(transpose)(const REAL *restrict x, int64_t nr, int d, int j0, int
  * in registers), into the argmin: group_scores_w's products, sums and updates in
  * its order, so the same bits. The columns past d are never read. */
 static inline __attribute__((always_inline)) void FN(short_scores_w)(
-    const km_centers *kc, const VEC t[VL], int g, FN(argmin_state) *st, int h, const int w)
+    const km_centers *kc, const VEC t[VL], int g, FN(argmin_state) *st, int h, const int d,
+    const int w)
 {
-    const int d = kc->d;
     const REAL *restrict pan = (const REAL *)kc->panels + (size_t)g * d * CG;
     VEC a[CG];
     for (int q = 0; q < w; q++)
@@ -415,10 +415,11 @@ static inline __attribute__((always_inline)) void FN(short_scores_w)(
  * so a row's scores do not depend on which of the two computed them. The npf lines
  * from pf on (the next row group) are asked for half before each half, into L1, and
  * as many lines KM_PF_L2_AHEAD_BYTES beyond them into L2. Reads x[0, (RV - 1) d + VL). */
-static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
-                            FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf)
+static inline __attribute__((always_inline)) void FN(short_group_d)(
+    const km_centers *kc, const REAL *restrict x, FN(argmin_state) *st, VEC xn[2],
+    const char *pf, int64_t npf, const int d)
 {
-    const int d = kc->d, ng = kc->kp / CG;
+    const int ng = kc->kp / CG;
     for (int h = 0; h < 2; h++) {
         for (int64_t m = h * npf / 2; m < (h + 1) * npf / 2; m++) {
             __builtin_prefetch(pf + m * 64, 0, 3);
@@ -442,13 +443,25 @@ static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
         for (int g = 0; g < ng; g++) {
             const int w = FN(group_width)(kc, g);
             if (w == 2)
-                FN(short_scores_w)(kc, t, g, st, h, 2);
+                FN(short_scores_w)(kc, t, g, st, h, d, 2);
             else if (w == 4)
-                FN(short_scores_w)(kc, t, g, st, h, 4);
+                FN(short_scores_w)(kc, t, g, st, h, d, 4);
             else
-                FN(short_scores_w)(kc, t, g, st, h, CG);
+                FN(short_scores_w)(kc, t, g, st, h, d, CG);
         }
     }
+}
+
+/* short_group_d with d a constant where the rows are one vector each (d == VL): GCC
+ * then keeps the rows' offsets and the columns in registers and drops the tests of j
+ * against d (4,000,000 x 16, k = 4: results/BENCH.md). */
+static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
+                            FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf)
+{
+    if (kc->d == VL)
+        FN(short_group_d)(kc, x, st, xn, pf, npf, VL);
+    else
+        FN(short_group_d)(kc, x, st, xn, pf, npf, kc->d);
 }
 #endif
 
