@@ -414,17 +414,19 @@ static inline __attribute__((always_inline)) void FN(short_scores_w)(
  * 16, k = 4: results/BENCH.md). The same operations in the same order as that loop,
  * so a row's scores do not depend on which of the two computed them. The npf lines
  * from pf on (the next row group) are asked for half before each half, into L1, and
- * as many lines KM_PF_L2_AHEAD_BYTES beyond them into L2. Reads x[0, (RV - 1) d + VL). */
+ * with pf_l2 as many lines KM_PF_L2_AHEAD_BYTES beyond them into L2. Reads
+ * x[0, (RV - 1) d + VL). */
 static inline __attribute__((always_inline)) void FN(short_group_d)(
     const km_centers *kc, const REAL *restrict x, FN(argmin_state) *st, VEC xn[2],
-    const char *pf, int64_t npf, const int d)
+    const char *pf, int64_t npf, int pf_l2, const int d)
 {
     const int ng = kc->kp / CG;
     for (int h = 0; h < 2; h++) {
         for (int64_t m = h * npf / 2; m < (h + 1) * npf / 2; m++) {
             __builtin_prefetch(pf + m * 64, 0, 3);
-            __builtin_prefetch((const char *)((uintptr_t)pf + KM_PF_L2_AHEAD_BYTES
-                                              + (uintptr_t)m * 64), 0, 1);
+            if (pf_l2)
+                __builtin_prefetch((const char *)((uintptr_t)pf + KM_PF_L2_AHEAD_BYTES
+                                                  + (uintptr_t)m * 64), 0, 1);
         }
         VEC t[VL];
         FN(transpose_half)(x + (size_t)h * VL * d, d, t);
@@ -456,12 +458,13 @@ static inline __attribute__((always_inline)) void FN(short_group_d)(
  * then keeps the rows' offsets and the columns in registers and drops the tests of j
  * against d (4,000,000 x 16, k = 4: results/BENCH.md). */
 static void FN(short_group)(const km_centers *kc, const REAL *restrict x,
-                            FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf)
+                            FN(argmin_state) *st, VEC xn[2], const char *pf, int64_t npf,
+                            int pf_l2)
 {
     if (kc->d == VL)
-        FN(short_group_d)(kc, x, st, xn, pf, npf, VL);
+        FN(short_group_d)(kc, x, st, xn, pf, npf, pf_l2, VL);
     else
-        FN(short_group_d)(kc, x, st, xn, pf, npf, kc->d);
+        FN(short_group_d)(kc, x, st, xn, pf, npf, pf_l2, kc->d);
 }
 #endif
 
@@ -818,7 +821,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
             short_rows && nr == RV && (RV - 1) * (int64_t)d + VL <= (rows - r0) * d;
 #if KM_HAVE_SHORT
         if (in_regs)
-            FN(short_group)(kc, x + r0 * d, &st, xn, next.base, next_n);
+            FN(short_group)(kc, x + r0 * d, &st, xn, next.base, next_n, ws->pf_l2);
 #endif
         /* d-block by d-block, so the transposed block stays in L1 whatever d is */
         for (int j0 = 0; j0 < d && !in_regs; j0 += KM_DBLOCK) {
