@@ -31,13 +31,22 @@
  * buffer until its line arrives from memory, and with a few such buffers a core read
  * 4,000,000 x 16 at ~9 GB/s; from L2 they come back soon (Sapphire Rapids-class host,
  * one thread 33 -> 27 ms a pass, two 14.2 -> 13.0 ms an iteration). On the Zen 5
- * class host the same prefetches stalled the core: without them one thread took 11.2
- * in place of 13.3 ms a pass, and two threads' iterations 3-13 8.4 in place of 10.0
- * (results/BENCH.md). No gain on 32 or 784 features, whose passes compute longer than
- * they read. */
+ * class host the same prefetches stalled the core: without them one thread took
+ * 10.2-11.3 in place of 12.7-13.5 ms a pass, and two threads' iterations 20-30 9.8 in
+ * place of 11.7 (results/BENCH.md). No gain on 32 or 784 features, whose passes
+ * compute longer than they read. */
 #ifndef KM_PF_L2_AHEAD_BYTES
 #define KM_PF_L2_AHEAD_BYTES 16384
 #endif
+static int pf_l2_wanted(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_is("intel");
+#else
+    return 0;
+#endif
+}
+
 /* Lines of the next row asked for at each block of a row's scores (km_row_aux,
  * KM_ROW_DBLOCK values): 10,000 x 20,000 scores a row in 79 blocks, whose 8 lines each
  * ask for half of the next row's 1,250 (all of them, or 4 a block: no better); 784
@@ -629,7 +638,7 @@ static km_workspace *workspace_new(const km_centers *kc, km_acc *shared, omp_loc
     }
     ws->shared = shared;
     ws->locks = locks;
-    ws->pf_l2 = __builtin_cpu_is("intel");
+    ws->pf_l2 = pf_l2_wanted();
     if (shared) {   /* no runs (ntouched stays 0, so flush_runs reads nothing) */
         ws->vals = malloc(sizeof(int64_t) * (size_t)kc->d);
     } else {
