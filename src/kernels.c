@@ -27,12 +27,12 @@
 #define KM_PF_AHEAD_BYTES 4096   /* contiguous rows are asked for at least this far ahead */
 #endif
 /* Short rows (short_group) are also asked for this much further on into L2 only
- * (prefetcht2), on Intel CPUs (km_workspace.pf_l2): an L1 prefetch holds a line-fill
+ * (prefetcht2), on Intel CPUs (pf_l2_wanted): an L1 prefetch holds a line-fill
  * buffer until its line arrives from memory, and with a few such buffers a core read
  * 4,000,000 x 16 at ~9 GB/s; from L2 they come back soon (Sapphire Rapids-class host,
  * one thread 33 -> 27 ms a pass, two 14.2 -> 13.0 ms an iteration). On the Zen 5
  * class host the same prefetches stalled the core: without them one thread took
- * 10.2-11.3 in place of 12.7-13.5 ms a pass, and two threads' iterations 20-30 9.8 in
+ * 10.2-11.4 in place of 12.7-13.5 ms a pass, and two threads' iterations 20-30 9.8 in
  * place of 11.7 (results/BENCH.md). No gain on 32 or 784 features, whose passes
  * compute longer than they read. */
 #ifndef KM_PF_L2_AHEAD_BYTES
@@ -118,7 +118,6 @@ struct km_workspace {
                           centroids it could be; else NULL */
     void *rescore;     /* kp: below that d, one near-tie row's scores, computed
                           again for it alone (k d products: cheap there) */
-    int pf_l2;         /* short_group asks for rows into L2 too (KM_PF_L2_AHEAD_BYTES) */
     int d;
     km_acc *shared;    /* or NULL: the totals every thread adds its moves' sums to
                           (km_threads_new), under locks[c]; then run is NULL */
@@ -638,7 +637,6 @@ static km_workspace *workspace_new(const km_centers *kc, km_acc *shared, omp_loc
     }
     ws->shared = shared;
     ws->locks = locks;
-    ws->pf_l2 = pf_l2_wanted();
     if (shared) {   /* no runs (ntouched stays 0, so flush_runs reads nothing) */
         ws->vals = malloc(sizeof(int64_t) * (size_t)kc->d);
     } else {

@@ -821,7 +821,7 @@ static void FN(assign_block)(const km_centers *kc, const REAL *restrict x,
             short_rows && nr == RV && (RV - 1) * (int64_t)d + VL <= (rows - r0) * d;
 #if KM_HAVE_SHORT
         if (in_regs)
-            FN(short_group)(kc, x + r0 * d, &st, xn, next.base, next_n, ws->pf_l2);
+            FN(short_group)(kc, x + r0 * d, &st, xn, next.base, next_n, pf_l2_wanted());
 #endif
         /* d-block by d-block, so the transposed block stays in L1 whatever d is */
         for (int j0 = 0; j0 < d && !in_regs; j0 += KM_DBLOCK) {
