@@ -10,9 +10,9 @@
 # their minimum and median. Where side_by_side.sh runs two builds at once on one
 # core each, this measures what threads share: parallel regions, the memory bus.
 # OMP_WAIT_POLICY is passed through as set (unset: the OpenMP runtime's default).
-# With ITERS=A-B, the mean seconds of iterations A to B (history/seconds) in place
-# of the fit's: the cost of an iteration, without init and the first passes (the
-# run must reach B: --tol 0 --max-iter B or more).
+# With ITERS=A-B (A <= B), the mean seconds of iterations A to B (history/seconds)
+# in place of the fit's: the cost of an iteration, without init and the first
+# passes (the run must reach B: --tol 0 --max-iter B or more).
 # Example, a build before and after a change:
 #   scripts/alternate.sh 5 /tmp/old-kmeans bin/kmeans -- \
 #       -i data/bench-1000000x32-f32.h5 -k 64 --init first --tol 0 --algorithm hamerly
@@ -27,8 +27,13 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
     shift
 done
 ITERS=${ITERS:-}
+ITERS_OK=1   # empty, or A-B with 1 <= A <= B
+if [ -n "$ITERS" ]; then
+    [[ "$ITERS" =~ ^([1-9][0-9]*)-([1-9][0-9]*)$ ]] \
+        && ((BASH_REMATCH[1] <= BASH_REMATCH[2])) || ITERS_OK=0
+fi
 if ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || [ ${#BINS[@]} -eq 0 ] || [ $# -eq 0 ] \
-        || ! [[ -z "$ITERS" || "$ITERS" =~ ^[1-9][0-9]*-[1-9][0-9]*$ ]]; then
+        || [ $ITERS_OK -eq 0 ]; then
     sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
@@ -53,7 +58,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 a, b = (int(v) for v in sys.argv[2].split("-"))
 with h5py.File(sys.argv[1], "r") as f:
     s = f["history/seconds"][a - 1:b]
-if b < a or len(s) != b - a + 1:
+if len(s) != b - a + 1:
     sys.exit("alternate.sh: ITERS=%s: the run did not reach iteration %d "
              "(pass --tol 0 --max-iter %d)" % (sys.argv[2], b, b))
 print("%.5f" % s.mean())' "$TMP/out.h5" "$ITERS" >>"$TMP/t$b"
